@@ -1,0 +1,47 @@
+"""Helpers every test module shares: real tools and the shared fixtures directory.
+
+A test that needs a tool the machine lacks skips with the reason, except in CI (CI=true), where
+.ci/run has installed every tool: there a missing tool is a failure, never a silent skip.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED = REPO.parent / "shared"
+IN_CI = os.environ.get("CI", "").lower() == "true"
+
+
+def require_tool(*names: str) -> None:
+    """Skip (locally) or fail (in CI) unless every named executable is on PATH."""
+    missing = [name for name in names if shutil.which(name) is None]
+    if not missing:
+        return
+    reason = f"needs {', '.join(missing)} (Debian: see .ci/run)"
+    if IN_CI:
+        pytest.fail(f"CI=true but {reason}")
+    pytest.skip(reason)
+
+
+def shared_dir(*parts: str) -> Path:
+    """Path inside ../shared, skipping (with the reason) where ../shared is absent."""
+    path = SHARED.joinpath(*parts)
+    if not path.exists():
+        reason = f"{path} absent: the shared fixtures are not beside this checkout"
+        if IN_CI:
+            pytest.fail(f"CI=true but {reason}")
+        pytest.skip(reason)
+    return path
+
+
+def require_root() -> None:
+    if os.geteuid() == 0:
+        return
+    if IN_CI:
+        pytest.fail("CI=true but not running as root")
+    pytest.skip("needs root")
