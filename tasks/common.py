@@ -1,0 +1,103 @@
+"""What every step shares: relative build paths, expected failures, atomic writes, subprocesses.
+
+Paths are relative (doit runs with the dodo.py directory as cwd) so that doit's dependency file stays
+valid when build/ is restored into a checkout at another path, as a CI cache does.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import shlex
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, ParamSpec, TypeVar
+
+from doit.exceptions import TaskFailed
+
+TaskDict = dict[str, Any]
+
+BUILD = Path("build")
+FCOS_DIR = BUILD / "fcos"
+SECRETS_DIR = BUILD / "secrets"
+TOKEN_FILE = SECRETS_DIR / "k3s-token"
+NODES_DIR = BUILD / "nodes"
+ISO_DIR = BUILD / "iso"
+JSONNET_DIR = Path("jsonnet")
+KEYS_DIR = Path("keys")
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+class BuildError(Exception):
+    """An expected failure: one line saying what went wrong and where, plus what to do."""
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return f"{self.message} ({self.hint})" if self.hint else self.message
+
+
+def action(func: Callable[P, R]) -> Callable[P, R | TaskFailed]:
+    """A doit python-action: an expected failure becomes one clear line, a bug keeps its traceback."""
+
+    @functools.wraps(func)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R | TaskFailed:
+        try:
+            return func(*args, **kwargs)
+        except BuildError as error:
+            log(f"error: {error}")
+            return TaskFailed(str(error))
+
+    return wrapper
+
+
+def log(message: str) -> None:
+    """Progress for humans: stderr, live at doit's default verbosity."""
+    print(f"‣ {message}", file=sys.stderr, flush=True)
+
+
+def run(argv: list[str], *, input: bytes | None = None, env: dict[str, str] | None = None) -> str:
+    """Run a tool; a missing binary or a failure becomes a BuildError naming the command."""
+    try:
+        result = subprocess.run(argv, input=input, capture_output=True, check=False, env=env)
+    except FileNotFoundError:
+        raise BuildError(f"{argv[0]} not found", hint=f"install {argv[0]} (see README)") from None
+    if result.returncode != 0:
+        tail = result.stderr.decode(errors="replace").strip().splitlines()[-3:]
+        raise BuildError(f"{shlex.join(argv)} exited {result.returncode}: {' / '.join(tail)}")
+    return result.stdout.decode(errors="replace")
+
+
+@contextmanager
+def atomic_path(target: Path, *, mode: int = 0o644) -> Iterator[Path]:
+    """Yield a temporary path beside target; on success it is renamed onto target.
+
+    A target exists only when complete: Ctrl-C, kill or an error leaves at most the temporary file,
+    which the next run overwrites.
+    """
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        os.chmod(tmp, mode)
+        yield tmp
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_atomic(target: Path, data: bytes | str, *, mode: int = 0o644) -> None:
+    """Write target via a temporary file and a rename; secrets pass mode=0o600."""
+    payload = data.encode() if isinstance(data, str) else data
+    with atomic_path(target, mode=mode) as tmp:
+        tmp.write_bytes(payload)
