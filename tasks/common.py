@@ -101,3 +101,30 @@ def write_atomic(target: Path, data: bytes | str, *, mode: int = 0o644) -> None:
     payload = data.encode() if isinstance(data, str) else data
     with atomic_path(target, mode=mode) as tmp:
         tmp.write_bytes(payload)
+
+
+class NodeFiles:
+    """Where each step puts a node's files: one place, so that steps agree on their inputs."""
+
+    def __init__(self, node: str) -> None:
+        self.dir = NODES_DIR / node
+
+    @property
+    def installed_butane(self) -> Path:  # render
+        return self.dir / "k3s-autoinstall.bu"
+
+    @property
+    def live_butane(self) -> Path:  # render
+        return self.dir / "coreos-autoinstall.fcc"
+
+    @property
+    def installed_ignition(self) -> Path:  # butane, stage 1
+        return self.dir / "k3s-autoinstall.ign"
+
+    @property
+    def inlined_live_butane(self) -> Path:  # inline
+        return self.dir / "inline" / "coreos-autoinstall.fcc"
+
+    @property
+    def live_ignition(self) -> Path:  # butane, stage 2
+        return self.dir / "coreos-autoinstall.ign"

@@ -477,3 +477,10 @@ def load(path: Path = DEFAULT_CONFIG, keys_dir: Path = KEYS_DIR) -> Config:
 def manifest_paths(config: Config) -> list[Path]:
     base = Path(config.source).parent
     return [Path(os.path.normpath(base / m.path)) for m in config.k3s.manifests]
+
+
+def current() -> Config:
+    """The config this doit run uses: `doit config=PATH`, else jsonnet/cluster.jsonnet."""
+    from doit import get_var
+
+    return load(Path(get_var("config", os.fspath(DEFAULT_CONFIG))))

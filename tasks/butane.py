@@ -1,0 +1,48 @@
+"""butane: Butane YAML to Ignition JSON with the project's own transpiler (`python -m butane`).
+
+Two stages per node: first the installed system's `k3s-autoinstall.ign` (which `inline` nests in
+the live config), then the live system's `coreos-autoinstall.ign` (which `embed` writes into the ISO).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from tasks import config
+from tasks.common import BuildError, NodeFiles, TaskDict, action, log, write_atomic
+
+
+def transpile_file(source: Path) -> str:
+    """Strict: a Butane warning (an unused key, say) is a template bug, so it fails the build."""
+    import butane
+
+    try:
+        ignition, warnings = butane.transpile(source.read_text(), files_dir=None, strict=True)
+    except butane.ButaneError as error:
+        raise BuildError(f"{source}: {error}") from None
+    for warning in warnings:
+        log(f"{source}: {warning}")
+    return ignition
+
+
+@action
+def transpile(source: Path, target: Path) -> None:
+    write_atomic(target, transpile_file(source), mode=0o600)  # carries the token
+
+
+def task_butane() -> TaskDict:
+    """Transpile Butane to Ignition: the installed config, then the live config."""
+    yield {"name": None, "doc": "Transpile Butane to Ignition: the installed config, then the live config."}
+    for node in config.current().nodes:
+        files = NodeFiles(node.name)
+        stages = (("k3s-autoinstall", files.installed_butane, files.installed_ignition),
+                  ("coreos-autoinstall", files.inlined_live_butane, files.live_ignition))
+        for stage, source, target in stages:
+            yield {
+                "name": f"{stage}:{node.name}",
+                "actions": [(transpile, [source, target])],
+                "file_dep": [os.fspath(source)],
+                "targets": [os.fspath(target)],
+                "clean": True,
+            }

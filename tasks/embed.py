@@ -1,0 +1,96 @@
+"""embed: each node's live Ignition config written into a copy of the verified ISO.
+
+Outputs build/iso/<iso name>.iso (0600: the embedded config carries the cluster token) and
+build/iso/SHA256SUMS over every output ISO, then a summary of what to boot where.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shlex
+from pathlib import Path
+
+from doit.tools import config_changed
+
+from tasks import config
+from tasks.common import ISO_DIR, BuildError, NodeFiles, TaskDict, action, atomic_path, log, write_atomic
+
+SHA256SUMS = ISO_DIR / "SHA256SUMS"
+
+
+def output_iso(iso_name: str) -> Path:
+    return ISO_DIR / f"{iso_name}.iso"
+
+
+@action
+def embed_node(verified_iso: Path, live_ignition: Path, target: Path) -> None:
+    from tasks import iso
+
+    with atomic_path(target, mode=0o600) as work:
+        iso.copy_file(verified_iso, work)  # reflink or copy_file_range: no ISO bytes through Python
+        os.chmod(work, 0o600)
+        try:
+            iso.embed_ignition(work, live_ignition.read_bytes(), force=True)
+        except iso.IsoError as error:
+            raise BuildError(f"{verified_iso}: {error}") from None
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as stream:
+        while chunk := stream.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def sha256sums(isos: list[Path]) -> str:
+    """The format `sha256sum -c` reads, names relative to build/iso/."""
+    return "".join(f"{sha256_file(path)}  {path.name}\n" for path in isos)
+
+
+def summary(rows: list[tuple[str, str, Path]], release: str) -> list[str]:
+    width = max(len(os.fspath(path)) for _, _, path in rows)
+    lines = [f"Fedora CoreOS {release}, one ISO per node:"]
+    lines += [f"  {os.fspath(path):<{width}}  {node} ({role})" for node, role, path in rows]
+    example = os.fspath(rows[0][2])
+    lines.append("Write one to a USB stick (replace /dev/sdX with the stick; everything on it is lost):")
+    lines.append(f"  sudo dd if={shlex.quote(example)} of=/dev/sdX bs=4M conv=fsync status=progress")
+    return lines
+
+
+@action
+def write_sums(rows: list[tuple[str, str, Path]], verified_stamp: Path) -> None:
+    write_atomic(SHA256SUMS, sha256sums([path for _, _, path in rows]))
+    release = json.loads(verified_stamp.read_text()).get("release", "(unknown release)")
+    for line in summary(rows, release):
+        log(line)
+
+
+def task_embed() -> TaskDict:
+    """Embed each node's live config into a copy of the verified ISO."""
+    from tasks.verify import verified_paths
+
+    cluster = config.current()
+    verified_iso, verified_stamp = verified_paths(cluster)
+    rows = [(node.name, node.role, output_iso(node.iso_name)) for node in cluster.nodes]
+    yield {"name": None, "doc": "Embed each node's live config into a copy of the verified ISO."}
+    for node in cluster.nodes:
+        live_ignition = NodeFiles(node.name).live_ignition
+        yield {
+            "name": node.name,
+            "actions": [(embed_node, [verified_iso, live_ignition, output_iso(node.iso_name)])],
+            "file_dep": [os.fspath(verified_stamp), os.fspath(verified_iso), os.fspath(live_ignition)],
+            "targets": [os.fspath(output_iso(node.iso_name))],
+            "uptodate": [config_changed({"iso_name": node.iso_name})],
+            "clean": True,
+        }
+    yield {
+        "name": "SHA256SUMS",
+        "actions": [(write_sums, [rows, verified_stamp])],
+        "file_dep": [os.fspath(path) for _, _, path in rows] + [os.fspath(verified_stamp)],
+        "targets": [os.fspath(SHA256SUMS)],
+        "clean": True,
+        "verbosity": 2,
+    }

@@ -1,0 +1,88 @@
+"""render: the jsonnet templates, once per node, into Butane YAML.
+
+Two files per node under build/nodes/<node>/: `k3s-autoinstall.bu` (the installed system, which
+carries the cluster token) and `coreos-autoinstall.fcc` (the live system). Both are written 0600:
+the first holds the token, the second will hold the first once inlined.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+from doit.tools import config_changed
+
+from tasks import config
+from tasks.common import JSONNET_DIR, TOKEN_FILE, NodeFiles, BuildError, TaskDict, action, write_atomic
+
+INSTALLED_TEMPLATE = JSONNET_DIR / "k3s-autoinstall.bu.jsonnet"
+LIVE_TEMPLATE = JSONNET_DIR / "coreos-autoinstall.fcc.jsonnet"
+
+
+class _ButaneDumper(yaml.SafeDumper):
+    """Scripts and unit files as literal blocks, so the rendered YAML reads like a hand-written one."""
+
+
+def _represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+    style = "|" if "\n" in value and not any(c in value for c in "\t\r") and value == value.rstrip(" ") \
+        else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+_ButaneDumper.add_representer(str, _represent_str)
+
+
+def to_butane_yaml(document: object) -> str:
+    """YAML that PyYAML and yaml.v3 read alike: PyYAML quotes every string it would itself misread."""
+    return yaml.dump(document, Dumper=_ButaneDumper, sort_keys=False, allow_unicode=True,
+                     width=1 << 30, default_flow_style=False)
+
+
+def render_butane(template: Path, cluster: dict[str, Any], node: str, token: str | None = None) -> str:
+    """Evaluate one template for one node; a jsonnet error becomes file:line: message."""
+    import _jsonnet
+
+    tla_vars = {} if token is None else {"token": token}
+    try:
+        evaluated = _jsonnet.evaluate_file(
+            os.fspath(template), jpathdir=os.fspath(template.parent),
+            tla_codes={"cluster": json.dumps(cluster), "node": json.dumps(node)}, tla_vars=tla_vars)
+    except RuntimeError as error:
+        raise BuildError(config.jsonnet_error_line(str(error))) from None
+    return to_butane_yaml(json.loads(evaluated))
+
+
+@action
+def render_node(cluster: dict[str, Any], node: str, token_file: Path) -> None:
+    files = NodeFiles(node)
+    token = token_file.read_text().strip()
+    write_atomic(files.installed_butane, render_butane(INSTALLED_TEMPLATE, cluster, node, token), mode=0o600)
+    write_atomic(files.live_butane, render_butane(LIVE_TEMPLATE, cluster, node), mode=0o600)
+
+
+def template_files() -> list[Path]:
+    """Every file a template may import: the templates, *.libsonnet and the scripts they importstr."""
+    files = {path for path in JSONNET_DIR.rglob("*") if path.is_file()}
+    files -= set(JSONNET_DIR.glob("*.jsonnet")) - {INSTALLED_TEMPLATE, LIVE_TEMPLATE}
+    return sorted(path for path in files if "examples" not in path.parts)
+
+
+def task_render() -> TaskDict:
+    """Render the jsonnet templates into Butane YAML, per node."""
+    cluster = config.current()
+    inputs = cluster.template_input()
+    common_deps = [*template_files(), *(Path(key.path) for key in cluster.ssh_keys),
+                   *config.manifest_paths(cluster), TOKEN_FILE]
+    yield {"name": None, "doc": "Render the jsonnet templates into Butane YAML, per node."}
+    for node in cluster.nodes:
+        yield {
+            "name": node.name,
+            "actions": [(render_node, [inputs, node.name, TOKEN_FILE])],
+            "file_dep": [os.fspath(p) for p in sorted(set(common_deps))],
+            "targets": [os.fspath(NodeFiles(node.name).installed_butane), os.fspath(NodeFiles(node.name).live_butane)],
+            "uptodate": [config_changed({"cluster": inputs, "node": node.name})],
+            "clean": True,
+        }

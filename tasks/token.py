@@ -1,0 +1,58 @@
+"""The cluster token: one secret shared by every node, never printed, never world-readable.
+
+From the K3S_TOKEN environment variable when set (a CI secret), else generated once into
+build/secrets/k3s-token and reused, so that re-embedding an ISO keeps the cluster together.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import secrets
+from pathlib import Path
+
+from doit.tools import config_changed
+
+from tasks.common import TOKEN_FILE, BuildError, TaskDict, action, log, write_atomic
+
+TOKEN_ENV = "K3S_TOKEN"
+
+
+def token_source_digest(environ: dict[str, str] | os._Environ[str]) -> str:
+    """What decides the token, safe to store in doit's DB: a digest, never the token itself."""
+    token = environ.get(TOKEN_ENV)
+    return "sha256:" + hashlib.sha256(token.encode()).hexdigest() if token else "generated"
+
+
+def check_token(token: str) -> str:
+    if not token or any(c.isspace() for c in token) or not token.isprintable():
+        raise BuildError(f"${TOKEN_ENV}: the cluster token must be printable with no white space",
+                         hint="set it to e.g. the output of `openssl rand -hex 32`")
+    return token
+
+
+@action
+def write_token(target: Path) -> None:
+    # Read here, not in the task dict: `doit info` prints a task's actions and arguments.
+    from_env = os.environ.get(TOKEN_ENV)
+    target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(target.parent, 0o700)
+    if from_env is not None:
+        token = check_token(from_env)
+        if not target.exists() or target.read_text() != token:
+            write_atomic(target, token, mode=0o600)
+            log(f"cluster token taken from ${TOKEN_ENV}")
+    elif not target.exists():
+        write_atomic(target, secrets.token_hex(32), mode=0o600)
+        log(f"generated a new cluster token in {target} (keep it: nodes join with it)")
+
+
+def task_token() -> TaskDict:
+    """Provide the cluster token (from $K3S_TOKEN, else generated once)."""
+    return {
+        "basename": "_token",
+        "actions": [(write_token, [TOKEN_FILE])],
+        "targets": [TOKEN_FILE],
+        "uptodate": [config_changed(token_source_digest(os.environ))],
+        "verbosity": 2,
+    }
