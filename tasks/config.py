@@ -484,3 +484,27 @@ def current() -> Config:
     from doit import get_var
 
     return load(Path(get_var("config", os.fspath(DEFAULT_CONFIG))))
+
+
+def main(argv: list[str]) -> int:
+    """`python -m tasks.config [stream|nodes]`: values scripts (CI) need, or the whole config."""
+    try:
+        cluster = load()
+    except ConfigError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    what = argv[0] if argv else ""
+    if what == "stream":
+        print(cluster.fcos.stream)
+    elif what == "nodes":
+        print("-".join(node.name for node in cluster.nodes))
+    elif not what:
+        print(json.dumps(cluster.template_input(), indent=2))
+    else:
+        print(f"error: unknown query {what!r} (stream, nodes)", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

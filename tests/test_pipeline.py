@@ -1,0 +1,170 @@
+"""The whole pipeline, end to end: `python -m doit` in a copy of the project against a local mirror.
+
+Each test here is something a user does: build, rebuild with nothing to do, re-embed after an SSH
+key change with no network, change a k3s setting, move the checkout (as a CI cache restore does).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import stat
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.mirror import Mirror
+from tests.pipeline_project import Project, file_contents, ssh_keygen
+from tests.tools import require_tool
+
+STEPS = ("fetch", "verify", "render", "butane", "inline", "embed")
+
+
+@pytest.fixture(scope="module")
+def mirror(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mirror]:
+    require_tool("gpg", "gpgv", "ssh-keygen")
+    with Mirror(tmp_path_factory.mktemp("mirror")) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory, mirror: Mirror) -> Project:
+    """A project built once from scratch; tests that change it work on copies."""
+    project = Project.create(tmp_path_factory.mktemp("built") / "checkout", mirror)
+    run = project.doit()
+    assert run.returncode == 0, run.stdout + run.stderr
+    return project
+
+
+def copy_project(project: Project, target: Path) -> Project:
+    subprocess.run(["cp", "-a", os.fspath(project.root), os.fspath(target)], check=True)
+    home = target.parent / f"{target.name}-home"
+    home.mkdir()
+    copy = Project(target, home)
+    copy.published = project.published
+    return copy
+
+
+def embedded_live_config(iso: Path) -> dict[str, object]:
+    from tasks.iso import show_ignition
+
+    return json.loads(show_ignition(iso))
+
+
+def nested_installed_config(iso: Path) -> dict[str, object]:
+    return json.loads(file_contents(embedded_live_config(iso), "/home/core/k3s-autoinstall.ign"))
+
+
+def core_keys(ignition: dict[str, object]) -> list[str]:
+    users = ignition["passwd"]["users"]  # type: ignore[index]
+    return next(user for user in users if user["name"] == "core")["sshAuthorizedKeys"]
+
+
+def test_build_embeds_live_config_carrying_installed_config_with_keys(built: Project) -> None:
+    iso = built.root / "build" / "iso" / "node1.iso"
+    alice = (built.root / "keys" / "alice.pub").read_text().strip()
+    live = embedded_live_config(iso)
+    nested = nested_installed_config(iso)
+    assert alice in core_keys(live)
+    assert alice in core_keys(nested)
+    sums = (built.root / "build" / "iso" / "SHA256SUMS").read_text()
+    assert sums.endswith("  node1.iso\n")
+    subprocess.run(["sha256sum", "--check", "--quiet", "SHA256SUMS"], cwd=iso.parent, check=True)
+
+
+def test_token_is_secret(built: Project) -> None:
+    token = (built.root / "build" / "secrets" / "k3s-token").read_text()
+    for path in (built.root / "build").rglob("*"):
+        if path.is_file() and token.encode() in path.read_bytes()[:4 << 20]:
+            mode = stat.S_IMODE(path.stat().st_mode)
+            assert mode & 0o077 == 0, f"{path} holds the token and is mode {mode:o}"
+    assert stat.S_IMODE((built.root / "build" / "iso" / "node1.iso").stat().st_mode) == 0o600
+    info = built.doit("info", "render:node1")
+    assert token not in info.stdout + info.stderr
+
+
+def test_second_run_executes_nothing(built: Project) -> None:
+    run = built.doit()
+    assert run.returncode == 0, run.stderr
+    assert run.executed == []
+
+
+def test_key_change_reembeds_offline(built: Project, mirror: Mirror, tmp_path: Path) -> None:
+    project = copy_project(built, tmp_path / "checkout")
+    bob = ssh_keygen(project.root / "keys" / "bob", "bob@example.test")
+    mirror.stop()  # no network from here on: nothing after the build fetches
+    run = project.doit("embed")
+    assert run.returncode == 0, run.stdout + run.stderr
+    steps = {task.split(":")[0] for task in run.executed}
+    assert steps == {"render", "butane", "inline", "embed"}, run.executed
+    assert bob in core_keys(nested_installed_config(project.root / "build" / "iso" / "node1.iso"))
+
+
+def test_k3s_setting_change_does_not_refetch(built: Project, tmp_path: Path) -> None:
+    project = copy_project(built, tmp_path / "checkout")
+    config = project.root / "jsonnet" / "cluster.jsonnet"
+    cluster = json.loads(config.read_text())
+    cluster["k3s"]["disable"] = ["traefik"]
+    config.write_text(json.dumps(cluster, indent=2))
+    run = project.doit()
+    assert run.returncode == 0, run.stdout + run.stderr
+    steps = {task.split(":")[0] for task in run.executed}
+    assert "fetch" not in steps and "verify" not in steps, run.executed
+    assert "render" in steps and "embed" in steps
+
+
+def test_moved_checkout_is_up_to_date(built: Project, tmp_path: Path) -> None:
+    project = copy_project(built, tmp_path / "elsewhere" / "checkout")
+    for path in [project.root / "dodo.py", *(project.root / "jsonnet").rglob("*"), *(project.root / "keys").glob("*")]:
+        os.utime(path)  # a fresh clone: every source gets a new mtime
+    run = project.doit()
+    assert run.returncode == 0, run.stderr
+    assert run.executed == []
+
+
+def test_list_shows_the_six_steps_with_docs(built: Project) -> None:
+    run = built.doit("list")
+    assert run.returncode == 0, run.stderr
+    listed = dict(line.split(None, 1) for line in run.stdout.splitlines() if line.strip())
+    assert set(listed) == set(STEPS), run.stdout
+    assert all(doc.strip() for doc in listed.values())
+
+
+def test_clean_keeps_the_download(built: Project) -> None:
+    run = built.doit("clean", "-n")
+    assert run.returncode == 0, run.stderr
+    assert ".iso" in run.stdout  # the outputs would go
+    assert "fcos" not in run.stdout, run.stdout  # never the downloaded ISO
+
+
+def test_bad_config_is_one_line_naming_the_field(built: Project, tmp_path: Path) -> None:
+    project = copy_project(built, tmp_path / "checkout")
+    config = project.root / "jsonnet" / "cluster.jsonnet"
+    cluster = json.loads(config.read_text())
+    cluster["nodes"][0]["rol"] = "server"
+    config.write_text(json.dumps(cluster, indent=2))
+    run = project.doit()
+    assert run.returncode == 3
+    assert "nodes[0].rol: unknown field" in run.stderr
+    assert "Traceback" not in run.stderr
+
+
+def test_jsonnet_error_names_file_and_line(built: Project, tmp_path: Path) -> None:
+    project = copy_project(built, tmp_path / "checkout")
+    (project.root / "jsonnet" / "cluster.jsonnet").write_text("{\n  nodes: [\n    error 'no nodes yet',\n  ],\n}\n")
+    run = project.doit()
+    assert run.returncode == 3
+    assert "jsonnet/cluster.jsonnet:3: no nodes yet" in run.stderr
+
+
+def test_private_key_in_keys_is_refused(built: Project, tmp_path: Path) -> None:
+    project = copy_project(built, tmp_path / "checkout")
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", os.fspath(project.root / "keys" / "oops")],
+                   check=True)
+    shutil.copy(project.root / "keys" / "oops", project.root / "keys" / "oops2.pub")
+    run = project.doit()
+    assert run.returncode == 3
+    assert "keys/oops: this is a private key" in run.stderr

@@ -1,0 +1,100 @@
+"""The GitHub Actions workflow: lint-clean, caches what makes rebuilds cheap, uploads the ISOs, and
+reads the cluster token only from the repository secret."""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.tools import REPO, require_tool
+
+WORKFLOW = REPO / ".github" / "workflows" / "build.yml"
+
+
+@pytest.fixture(scope="module")
+def workflow() -> dict[str, Any]:
+    return yaml.safe_load(WORKFLOW.read_text())
+
+
+def steps(workflow: dict[str, Any], job: str) -> list[dict[str, Any]]:
+    return workflow["jobs"][job]["steps"]
+
+
+def step_using(workflow: dict[str, Any], job: str, action: str) -> dict[str, Any]:
+    return next(step for step in steps(workflow, job) if step.get("uses", "").startswith(action + "@"))
+
+
+def covered(patterns: str, path: str) -> bool:
+    """actions/cache and upload-artifact semantics: later `!pattern` lines exclude, others include."""
+    included = False
+    for pattern in (line.strip() for line in patterns.splitlines() if line.strip()):
+        negate, glob = pattern.startswith("!"), pattern.lstrip("!").rstrip("/")
+        if path == glob or fnmatch.fnmatch(path, glob) or path.startswith(glob + "/"):
+            included = not negate
+    return included
+
+
+def dodo_dep_file() -> str:
+    match = re.search(r'"dep_file":\s*"([^"]+)"', (REPO / "dodo.py").read_text())
+    assert match, "dodo.py sets DOIT_CONFIG['dep_file']"
+    return match.group(1)
+
+
+def test_actionlint_is_clean() -> None:
+    require_tool("actionlint")
+    result = subprocess.run(["actionlint", "-no-color", str(WORKFLOW)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_triggers(workflow: dict[str, Any]) -> None:
+    triggers = workflow.get("on", workflow.get(True))  # PyYAML reads a bare `on` as YAML 1.1 true
+    assert {"push", "pull_request", "workflow_dispatch", "schedule"} <= set(triggers)
+    update = next(step for step in steps(workflow, "iso") if "doit update" in step.get("run", ""))
+    assert "schedule" in update["if"], "the weekly run moves to the newest release"
+
+
+def test_test_job_runs_the_readme_test_command(workflow: dict[str, Any]) -> None:
+    runs = " ".join(step.get("run", "") for step in steps(workflow, "test"))
+    assert "bash .ci/run" in runs
+    assert "./test.sh" in (REPO / ".ci" / "run").read_text()
+    assert "./test.sh" in (REPO / "README.md").read_text()
+
+
+def test_cache_covers_the_download_and_doits_dependency_file(workflow: dict[str, Any]) -> None:
+    cache = step_using(workflow, "iso", "actions/cache")["with"]
+    for path in (dodo_dep_file(), "build/fcos/fedora-coreos-live.x86_64.iso", "build/fcos/verified.json"):
+        assert covered(cache["path"], path), f"{path} is not cached"
+    for secret in ("build/secrets/k3s-token", "build/nodes/node1/k3s-autoinstall.ign", "build/iso/node1.iso"):
+        assert not covered(cache["path"], secret), f"{secret} carries the token and must not be cached"
+    assert "stream" in cache["key"] and "hashFiles(" in cache["key"]
+    prefix = cache["key"].split("${{ hashFiles")[0]
+    assert prefix in cache["restore-keys"], "a partly stale cache of the same stream is still restored"
+
+
+def test_upload_covers_the_isos_and_checksums(workflow: dict[str, Any]) -> None:
+    upload = step_using(workflow, "iso", "actions/upload-artifact")["with"]
+    assert covered(upload["path"], "build/iso/node1.iso")
+    assert covered(upload["path"], "build/iso/SHA256SUMS")
+    assert "nodes" in upload["name"] and "release" in upload["name"]
+
+
+def test_token_only_from_secrets(workflow: dict[str, Any]) -> None:
+    text = WORKFLOW.read_text()
+    expressions = re.findall(r"\$\{\{([^}]*)\}\}", text)
+    token_expressions = [e.strip() for e in expressions if "TOKEN" in e.upper()]
+    assert token_expressions == ["secrets.K3S_TOKEN"], token_expressions
+    for job in workflow["jobs"].values():
+        for step in job["steps"]:
+            env = step.get("env", {})
+            if "K3S_TOKEN" in env:
+                assert env["K3S_TOKEN"] == "${{ secrets.K3S_TOKEN }}"
+            script = step.get("run", "")
+            assert "secrets." not in script, "secrets go through env, never into script text"
+            for use in re.findall(r".*\$\{?K3S_TOKEN.*", script):
+                assert re.search(r'\[ -z "\$K3S_TOKEN" \]', use), f"token used beyond an emptiness test: {use}"
