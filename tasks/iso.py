@@ -423,7 +423,8 @@ def _ignition_patch(iso: LiveIso, members: dict[str, bytes]) -> tuple[int, bytes
 
 def copy_file(src: Path, dst: Path) -> None:
     """Copy `src` to `dst` inside the kernel: reflink when the filesystem shares extents, else
-    copy_file_range (sendfile where that is unavailable). Memory use does not depend on the size."""
+    copy_file_range over the data segments only (holes stay holes, as with cp), with sendfile as the
+    last resort. Memory use does not depend on the size."""
     with open(src, "rb") as source, open(dst, "wb") as target:
         try:
             fcntl.ioctl(target.fileno(), FICLONE, source.fileno())
@@ -431,24 +432,46 @@ def copy_file(src: Path, dst: Path) -> None:
         except OSError:
             pass  # not a reflink-capable filesystem (or different ones): copy the data
         size = os.fstat(source.fileno()).st_size
-        copied = 0
-        use_copy_file_range = hasattr(os, "copy_file_range")
-        while copied < size:
-            count = min(COPY_CHUNK, size - copied)
-            if use_copy_file_range:
-                try:
-                    done = os.copy_file_range(source.fileno(), target.fileno(), count, copied, copied)
-                except OSError as exc:
-                    if exc.errno not in (errno.EXDEV, errno.ENOSYS, errno.EOPNOTSUPP, errno.EINVAL):
-                        raise
-                    use_copy_file_range = False
-                    continue
-            else:
-                os.lseek(target.fileno(), copied, os.SEEK_SET)
-                done = os.sendfile(target.fileno(), source.fileno(), copied, count)
-            if done == 0:
-                raise IsoError(f"copying {src}: file shrank while copying")
-            copied += done
+        for start, end in _data_segments(source.fileno(), size):
+            _copy_range(source.fileno(), target.fileno(), start, end)
+        os.ftruncate(target.fileno(), size)  # a trailing hole
+
+
+def _data_segments(fd: int, size: int) -> Iterator[tuple[int, int]]:
+    """(start, end) of the regions holding data; the whole file where SEEK_DATA is unsupported."""
+    position = 0
+    while position < size:
+        try:
+            start = os.lseek(fd, position, os.SEEK_DATA)
+        except OSError as exc:
+            if exc.errno == errno.ENXIO:  # only a hole remains
+                return
+            yield position, size
+            return
+        end = min(os.lseek(fd, start, os.SEEK_HOLE), size)
+        yield start, end
+        position = end
+
+
+def _copy_range(src_fd: int, dst_fd: int, start: int, end: int) -> None:
+    position = start
+    use_copy_file_range = hasattr(os, "copy_file_range")
+    while position < end:
+        count = min(COPY_CHUNK, end - position)
+        if use_copy_file_range:
+            try:
+                done = os.copy_file_range(src_fd, dst_fd, count, position, position)
+            except OSError as exc:
+                if exc.errno not in (errno.EXDEV, errno.ENOSYS, errno.EOPNOTSUPP, errno.EINVAL):
+                    raise
+                use_copy_file_range = False
+                continue
+        else:
+            os.lseek(dst_fd, position, os.SEEK_SET)
+            done = os.sendfile(dst_fd, src_fd, position, count)
+        if done == 0:
+            raise IsoError("copying the ISO: source file shrank while copying")
+        position += done
 
 
 def _write_patches(fd: int, patches: Sequence[tuple[int, bytes]]) -> None:
@@ -514,7 +537,6 @@ def apply_patches(
         fd = os.open(temp, os.O_WRONLY)
         try:
             _write_patches(fd, patches)
-            os.fsync(fd)
         finally:
             os.close(fd)
         if overwrite_output:

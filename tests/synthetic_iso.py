@@ -9,6 +9,7 @@ as a genuine FCOS ISO. Kernel, initramfs and rootfs are placeholders. `pad_to` g
 
 from __future__ import annotations
 
+import ctypes
 import io
 import json
 import os
@@ -24,6 +25,7 @@ DEFAULT_KARGS = (
 )
 KARG_AREA_SIZE = 1139
 IGNITION_AREA_SIZE = 256 * 1024
+PLACEHOLDER_STRIDE = 64 * 1024 * 1024
 KARG_MARKER = "# COREOS_KARG_EMBED_AREA\n"
 FEATURES = {
     "installer-config": True,
@@ -78,10 +80,10 @@ def _bootloader_config(head: str, kargs: str, tail: str) -> tuple[bytes, int]:
 
 
 def _sparse_placeholder(size: int) -> io.BufferedRandom:
-    """An anonymous sparse file of `size` bytes with a non-zero block every 64 MiB (cheap to create)."""
+    """An anonymous sparse file of `size` bytes with a non-zero 4 KiB block every 64 MiB."""
     handle = tempfile.TemporaryFile()
     os.truncate(handle.fileno(), size)
-    for offset in range(0, size, 64 * 1024 * 1024):
+    for offset in range(0, size, PLACEHOLDER_STRIDE):
         handle.seek(offset)
         handle.write(b"rootfs placeholder block".ljust(min(4096, size - offset), b"\xa5")[: size - offset])
     handle.seek(0)
@@ -138,9 +140,28 @@ def build_fcos_iso(
     try:
         iso.add_fp(rootfs, max(rootfs_size, 12), "/IMAGES/PXEBOOT/ROOTFS.IMG;1", rr_name="rootfs.img")
         iso.write(str(path), blocksize=4 * 1024 * 1024)
+        rootfs_offset = iso.get_record(iso_path="/IMAGES/PXEBOOT/ROOTFS.IMG;1").extent_location() * 2048
     finally:
         iso.close()
         rootfs.close()
+    if rootfs_size > PLACEHOLDER_STRIDE:
+        _punch_zero_runs(path, rootfs_offset, rootfs_size)
+
+
+def _punch_zero_runs(path: Path, offset: int, size: int) -> None:
+    """Turn the placeholder's zero runs back into holes, so the big ISO costs little disk space."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.fallocate.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_long, ctypes.c_long]
+    punch_hole_keep_size = 0x02 | 0x01
+    fd = os.open(path, os.O_RDWR)
+    try:
+        for block in range(0, size, PLACEHOLDER_STRIDE):
+            start = offset + block + 4096  # keep each stride's non-zero 4 KiB block
+            length = min(PLACEHOLDER_STRIDE, size - block) - 4096
+            if length > 0 and libc.fallocate(fd, punch_hole_keep_size, start, length) != 0:
+                return  # filesystem without hole punching: the ISO just stays dense
+    finally:
+        os.close(fd)
 
 
 if __name__ == "__main__":
