@@ -1,0 +1,116 @@
+"""The pipeline: YAML -> variant/version -> decode -> validate -> translate -> validate -> JSON."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+from .decode import decode_config
+from .jsonout import dumps
+from .report import ButaneError, Locations, Report
+from .translate import Obj, Translator, merge_configs
+from .validate import validate_generated, validate_source
+from .yamlv3 import Node, YamlError
+
+# fcos spec version -> Ignition spec version it produces
+SUPPORTED_VERSIONS = {
+    "1.0.0": "3.0.0",
+    "1.1.0": "3.1.0",
+    "1.2.0": "3.2.0",
+    "1.3.0": "3.2.0",
+    "1.4.0": "3.3.0",
+    "1.5.0": "3.4.0",
+    "1.6.0": "3.5.0",
+}
+_SEMVER = re.compile(
+    r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(-[0-9A-Za-z-]+(\.[0-9A-Za-z-]+)*)?(\+[0-9A-Za-z-]+(\.[0-9A-Za-z-]+)*)?$"
+)
+
+
+def _top_level_scalar(root: Node | None, key: str) -> str:
+    if root is None or root.kind != "map":
+        return ""
+    for k, v in root.pairs:
+        if k.kind == "scalar" and k.value == key:
+            return "" if v.is_null or v.kind != "scalar" else v.value
+    return ""
+
+
+def _select_version(root: Node | None) -> tuple[str, int]:
+    variant = _top_level_scalar(root, "variant")
+    version = _top_level_scalar(root, "version")
+    if not variant:
+        raise ButaneError("error parsing variant; must be specified")
+    if not _SEMVER.match(version):
+        raise ButaneError("error parsing version; must be a valid semver")
+    if variant != "fcos" or version not in SUPPORTED_VERSIONS:
+        raise ButaneError(f"No translator exists for variant {variant} with version {version}")
+    return SUPPORTED_VERSIONS[version], int(version.split(".")[1])
+
+
+def _prune(value: Any) -> Any:
+    """Drop empty lists and empty objects, like Butane's JSON marshaller (omitempty)."""
+    if isinstance(value, dict):
+        for key in list(value):
+            child = _prune(value[key])
+            if (isinstance(child, (dict, list))) and not child:
+                del value[key]
+        return value
+    if isinstance(value, list):
+        for item in value:
+            _prune(item)
+        return value
+    return value
+
+
+def _load(text: str | bytes) -> Node | None:
+    from . import yamlv3
+
+    if isinstance(text, bytes):
+        text = text.decode("utf-8")
+    try:
+        return yamlv3.load(text)
+    except YamlError as exc:
+        where = f" at line {exc.line} col {exc.col}" if exc.line else ""
+        raise ButaneError(f"error{where}: {exc.message}") from None
+
+
+def transpile(
+    text: str | bytes,
+    files_dir: str | Path | None = None,
+    strict: bool = False,
+    pretty: bool = False,
+) -> tuple[str, list[str]]:
+    """Translate a Butane config to Ignition JSON; returns (json_text, warning lines)."""
+    root = _load(text)
+    target, minor = _select_version(root)
+    assert root is not None
+    report = Report(Locations())
+    config = decode_config(root, minor, report)
+
+    validate_source(config, report)
+    from .fcos import validate_fcos
+
+    validate_fcos(config, minor, report)
+    report.raise_if_fatal()
+
+    translator = Translator(minor, str(files_dir) if files_dir is not None else None, report)
+    ignition = translator.translate(config, target)
+    from .fcos import fcos_parent_config
+
+    parent = fcos_parent_config(config, minor, report)
+    if parent is not None:
+        ignition = merge_configs(parent, ignition)
+    report.raise_if_fatal()
+
+    _prune(ignition)
+    if "ignition" not in ignition:
+        ignition.put("ignition", Obj(("ignition",), version=target))
+    validate_generated(ignition, minor, report)
+    report.raise_if_fatal()
+
+    warnings = report.lines()
+    if strict and warnings:
+        raise ButaneError(f"{warnings[0]} (config produced warnings and strict was specified)", warnings)
+    return dumps(ignition, pretty=pretty), warnings

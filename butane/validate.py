@@ -1,0 +1,409 @@
+"""Validation: Butane source rules (before translation) and Ignition's rules (after)."""
+
+from __future__ import annotations
+
+import posixpath
+import re
+from typing import Any
+from urllib.parse import urlsplit
+
+from .report import Path, Report
+from .translate import Obj
+
+# ------------------------------------------------------------------ source (Butane)
+
+ERR_TOO_MANY_SOURCES = "only one of the following can be set: inline, local, source"
+ERR_TOO_MANY_UNIT_SOURCES = "only one of the following can be set: contents, contents_local"
+WARN_DECIMAL_MODE = (
+    "unreasonable mode would be reasonable if specified in octal; remember to add a leading zero"
+)
+
+
+def _is_typical_mode(mode: int, directory: bool) -> bool:
+    """Butane's heuristic for modes a human plausibly meant (base/util/file.go)."""
+    if mode == 0:
+        return True
+    user, group, other = (mode >> 6) & 7, (mode >> 3) & 7, mode & 7
+    special = (mode >> 9) & 7
+    setuid, setgid, sticky = special & 4, special & 2, special & 1
+    # more specific classes have every bit of the less specific ones
+    if (group & other) != other or (user & group) != group:
+        return False
+    for perms in (user, group, other):
+        if perms & 0o6 and not perms & 0o4:  # writable/executable but not readable
+            if perms & 0o2 or perms & 0o1:
+                return False
+    if not user & 0o4:
+        return False
+    if directory:
+        if not (user & 1 or group & 1 or other & 1):
+            return False
+        if setuid:
+            return False
+        writable = user & 2 or group & 2 or other & 2
+        if (setgid or sticky) and not writable:
+            return False
+    else:
+        if sticky:
+            return False
+        if setuid or setgid:
+            if not (user & 1 or group & 1 or other & 1) or other & 2:
+                return False
+    return True
+
+
+def decimal_mode_warning(mode: int, directory: bool) -> bool:
+    """True when ``mode`` looks like octal digits written without the leading zero."""
+    text = str(mode)
+    if mode < 0 or mode > 7777 or any(ch not in "01234567" for ch in text):
+        return False
+    if _is_typical_mode(mode, directory):
+        return False
+    return _is_typical_mode(int(text, 8), directory)
+
+
+def _resource_sources(resource: dict[str, Any], path: Path, report: Report) -> None:
+    present = [key for key in ("local", "inline", "source") if key in resource]
+    if len(present) > 1:
+        report.error(path + (present[-1],), ERR_TOO_MANY_SOURCES)
+
+
+def validate_source(config: dict[str, Any], report: Report) -> None:
+    ignition = config.get("ignition", {})
+    cfg = ignition.get("config", {})
+    for index, res in enumerate(cfg.get("merge", [])):
+        _resource_sources(res, ("ignition", "config", "merge", index), report)
+    if "replace" in cfg:
+        _resource_sources(cfg["replace"], ("ignition", "config", "replace"), report)
+    for index, res in enumerate(ignition.get("security", {}).get("tls", {}).get("certificate_authorities", [])):
+        _resource_sources(res, ("ignition", "security", "tls", "certificate_authorities", index), report)
+    storage = config.get("storage", {})
+    for index, directory in enumerate(storage.get("directories", [])):
+        if "mode" in directory and decimal_mode_warning(directory["mode"], True):
+            report.warn(("storage", "directories", index, "mode"), WARN_DECIMAL_MODE)
+    for index, file in enumerate(storage.get("files", [])):
+        base: Path = ("storage", "files", index)
+        if "contents" in file:
+            _resource_sources(file["contents"], base + ("contents",), report)
+        for app_index, res in enumerate(file.get("append", [])):
+            _resource_sources(res, base + ("append", app_index), report)
+        if "mode" in file and decimal_mode_warning(file["mode"], False):
+            report.warn(base + ("mode",), WARN_DECIMAL_MODE)
+    for index, fs in enumerate(storage.get("filesystems", [])):
+        base = ("storage", "filesystems", index)
+        if fs.get("with_mount_unit") is True:
+            if not fs.get("format"):
+                report.error(base + ("format",), "format is required if with_mount_unit is true")
+            elif fs["format"] != "swap" and not fs.get("path"):
+                report.error(base + ("path",), "path is required if with_mount_unit is true and format is not swap")
+    for index, luks in enumerate(storage.get("luks", [])):
+        if "key_file" in luks:
+            _resource_sources(luks["key_file"], ("storage", "luks", index, "key_file"), report)
+    for index, tree in enumerate(storage.get("trees", [])):
+        if not tree.get("local"):
+            report.error(("storage", "trees", index), "local is required")
+    for index, unit in enumerate(config.get("systemd", {}).get("units", [])):
+        base = ("systemd", "units", index)
+        if "contents" in unit and "contents_local" in unit:
+            report.error(base + ("contents_local",), ERR_TOO_MANY_UNIT_SOURCES)
+        for d_index, dropin in enumerate(unit.get("dropins", [])):
+            if "contents" in dropin and "contents_local" in dropin:
+                report.error(base + ("dropins", d_index, "contents_local"), ERR_TOO_MANY_UNIT_SOURCES)
+
+
+# ------------------------------------------------------------------ generated (Ignition)
+
+UNIT_EXTENSIONS = (
+    ".service", ".socket", ".device", ".mount", ".automount", ".swap", ".target",
+    ".path", ".timer", ".snapshot", ".slice", ".scope",
+)
+FS_FORMATS_BY_MINOR = {"ext4", "btrfs", "xfs", "vfat", "swap"}
+URL_SCHEMES = {"http", "https", "tftp", "s3", "gs", "data"}
+
+
+class _Checker:
+    def __init__(self, minor: int, report: Report) -> None:
+        self.minor = minor
+        self.report = report
+
+    def error(self, obj: Obj, key: str | None, message: str) -> None:
+        self.report.error(obj.origin(key) if isinstance(obj, Obj) else (), message)
+
+    def warn(self, obj: Obj, key: str | None, message: str) -> None:
+        self.report.warn(obj.origin(key) if isinstance(obj, Obj) else (), message)
+
+    # ---- resources
+    def resource(self, res: Obj, http_headers_allowed: bool = True) -> None:
+        compression = res.get("compression")
+        if compression not in (None, "", "gzip"):
+            self.error(res, "compression", "invalid compression method")
+        source = res.get("source")
+        if source is not None:
+            self.url(res, source)
+        verification = res.get("verification")
+        if verification and verification.get("hash") is not None:
+            self.hash(verification, verification["hash"])
+        headers = res.get("httpHeaders") or []
+        if headers:
+            scheme = urlsplit(source).scheme if source else ""
+            if scheme not in ("http", "https"):
+                self.error(res, "httpHeaders", "cannot use httpHeaders with a non-http(s) url")
+            seen: set[str] = set()
+            for header in headers:
+                name = header.get("name", "")
+                if not name:
+                    self.error(header, "name", "header requires a name")
+                elif name in seen:
+                    self.error(header, "name", "cannot have duplicate header names")
+                seen.add(name)
+
+    def url(self, res: Obj, source: str) -> None:
+        if source == "":
+            return
+        try:
+            parts = urlsplit(source)
+        except ValueError:
+            self.error(res, "source", "unable to parse url")
+            return
+        schemes = set(URL_SCHEMES)
+        if self.minor >= 5:
+            schemes.add("arn")
+        if self.minor < 2:
+            schemes.discard("gs")
+        if parts.scheme not in schemes:
+            self.error(res, "source", "invalid url scheme")
+            return
+        if parts.scheme == "data" and "," not in source:
+            self.error(res, "source", "invalid data url")
+
+    def hash(self, verification: Obj, value: str) -> None:
+        function, _, digest = value.partition("-")
+        sizes = {"sha512": 128}
+        if self.minor >= 1:
+            sizes["sha256"] = 64
+        if function not in sizes:
+            self.error(verification, "hash", "unrecognized hash function")
+        elif len(digest) != sizes[function] or not re.fullmatch(r"[0-9a-fA-F]*", digest):
+            self.error(verification, "hash", "incorrect size for hash sum")
+
+    # ---- nodes
+    def node_path(self, node: Obj) -> None:
+        path = node.get("path", "")
+        if path == "":
+            self.error(node, "path", "path not specified")
+        elif not path.startswith("/"):
+            self.error(node, "path", "path not absolute")
+        elif posixpath.normpath(path) != path or path.startswith("//"):
+            self.error(node, "path", "path is not fully simplified")
+
+    def owner(self, node: Obj) -> None:
+        for key in ("user", "group"):
+            who = node.get(key)
+            if who and "id" in who and "name" in who:
+                self.error(who, "id", "cannot set both id and name")
+
+    def mode(self, node: Obj) -> None:
+        mode = node.get("mode")
+        if mode is not None and not 0 <= mode <= 0o7777:
+            self.error(node, "mode", "illegal file mode")
+
+    def storage(self, storage: Obj) -> None:
+        seen: dict[str, bool] = {}
+        for kind in ("directories", "files", "links"):
+            for node in storage.get(kind, []):
+                path = node.get("path", "")
+                if path in seen:
+                    self.error(node, None, "duplicate entry defined")
+                seen[path] = True
+        for directory in storage.get("directories", []):
+            self.node_path(directory)
+            self.owner(directory)
+            self.mode(directory)
+        for file in storage.get("files", []):
+            self.node_path(file)
+            self.owner(file)
+            self.mode(file)
+            contents = file.get("contents")
+            if contents:
+                self.resource(contents)
+            for res in file.get("append", []):
+                self.resource(res)
+            if file.get("overwrite") is True and not (contents and contents.get("source")):
+                self.error(file, "overwrite", "overwrite must be false if source is unspecified")
+        for link in storage.get("links", []):
+            self.node_path(link)
+            self.owner(link)
+            if self.minor >= 5 and not link.get("target"):
+                self.error(link, "target", "link target is required")
+            if link.get("hard") is True and (link.get("user") or link.get("group")):
+                self.warn(link, "hard", "user/group ignored for hard link")
+        self.filesystems(storage)
+        self.disks(storage)
+        self.named_unique(storage.get("luks", []))
+        self.named_unique(storage.get("raid", []))
+        for luks in storage.get("luks", []):
+            if luks.get("keyFile"):
+                self.resource(luks["keyFile"])
+            if not luks.get("name"):
+                self.error(luks, "name", "name is required")
+            if self.minor < 6 and not luks.get("device"):
+                self.error(luks, "device", "device is required")
+        for raid in storage.get("raid", []):
+            levels = {"linear", "raid0", "0", "stripe", "raid1", "1", "mirror", "raid4", "4",
+                      "raid5", "5", "raid6", "6", "raid10", "10"}
+            level = raid.get("level")
+            if level is not None and level not in levels and not (self.minor >= 6 and level == ""):
+                self.error(raid, "level", "raid level is invalid")
+
+    def filesystems(self, storage: Obj) -> None:
+        formats = set(FS_FORMATS_BY_MINOR)
+        if self.minor >= 4:
+            formats.add("none")
+        for fs in storage.get("filesystems", []):
+            fmt = fs.get("format")
+            if fmt is not None and fmt != "" and fmt not in formats:
+                self.error(fs, "format", "invalid filesystem format")
+            path = fs.get("path")
+            if path:
+                if not path.startswith("/"):
+                    self.error(fs, "path", "path not absolute")
+                elif posixpath.normpath(path) != path:
+                    self.error(fs, "path", "path is not fully simplified")
+            if not fs.get("device"):
+                self.error(fs, "device", "device is required")
+        self.keyed_unique(storage.get("filesystems", []), "device")
+
+    def disks(self, storage: Obj) -> None:
+        for disk in storage.get("disks", []):
+            if not disk.get("device"):
+                self.error(disk, "device", "disk device is required")
+            numbers: set[int] = set()
+            labels: set[str] = set()
+            for part in disk.get("partitions", []):
+                number = part.get("number", 0)
+                if number:
+                    if number in numbers:
+                        self.error(part, "number", "partition number is used more than once")
+                    numbers.add(number)
+                label = part.get("label")
+                if label:
+                    if len(label) > 36:
+                        self.error(part, "label", "partition labels may not exceed 36 characters")
+                    if label in labels:
+                        self.error(part, "label", "partition label is used more than once")
+                    labels.add(label)
+        self.keyed_unique(storage.get("disks", []), "device")
+
+    def keyed_unique(self, items: list[Obj], key: str) -> None:
+        seen: set[Any] = set()
+        for item in items:
+            ident = item.get(key)
+            if ident in seen:
+                self.error(item, None, "duplicate entry defined")
+            seen.add(ident)
+
+    def named_unique(self, items: list[Obj]) -> None:
+        self.keyed_unique(items, "name")
+
+    # ---- systemd
+    def systemd(self, systemd: Obj) -> None:
+        units = systemd.get("units", [])
+        self.named_unique(units)
+        for unit in units:
+            name = unit.get("name", "")
+            if not name.endswith(UNIT_EXTENSIONS):
+                self.error(unit, "name", "invalid systemd unit extension")
+            contents = unit.get("contents")
+            options = None
+            if contents is not None:
+                options = parse_unit(contents)
+                if isinstance(options, str):
+                    self.error(unit, "contents", f"invalid unit content: {options}")
+                    options = None
+            dropins = unit.get("dropins", [])
+            self.named_unique(dropins)
+            for dropin in dropins:
+                if not dropin.get("name", "").endswith(".conf"):
+                    self.error(dropin, "name", "invalid systemd drop-in extension")
+                if dropin.get("contents") is not None:
+                    problem = parse_unit(dropin["contents"])
+                    if isinstance(problem, str):
+                        self.error(dropin, "contents", f"invalid unit content: {problem}")
+            if unit.get("enabled") is True and options is not None and contents:
+                if not any(section == "Install" for section, _ in options):
+                    self.warn(
+                        unit, "enabled", f'unit "{name}" is enabled, but has no install section so enable does nothing'
+                    )
+
+    # ---- passwd / kargs
+    def passwd(self, passwd: Obj) -> None:
+        self.named_unique(passwd.get("users", []))
+        self.named_unique(passwd.get("groups", []))
+
+    def kernel_arguments(self, kargs: Obj) -> None:
+        for key in ("shouldExist", "shouldNotExist"):
+            seen: set[str] = set()
+            for value in kargs.get(key, []):
+                if value in seen:
+                    self.report.error(kargs.origin(key), "duplicate entry defined")
+                seen.add(value)
+        both = set(kargs.get("shouldExist", [])) & set(kargs.get("shouldNotExist", []))
+        if both:
+            self.report.error(kargs.origin("shouldNotExist"), "kernel argument cannot be both included and excluded")
+
+    def ignition(self, ignition: Obj) -> None:
+        cfg = ignition.get("config") or {}
+        for res in cfg.get("merge", []):
+            self.resource(res)
+        if cfg.get("replace"):
+            self.resource(cfg["replace"])
+        tls = (ignition.get("security") or {}).get("tls") or {}
+        for res in tls.get("certificateAuthorities", []):
+            self.resource(res)
+        proxy = ignition.get("proxy") or {}
+        if proxy.get("httpsProxy", "").startswith("http://"):
+            self.warn(proxy, "httpsProxy", "insecure plaintext HTTP proxy specified for HTTPS resources")
+
+
+def parse_unit(contents: str) -> list[tuple[str, str]] | str:
+    """Parse unit file text like go-systemd's unit.Deserialize; error text on failure."""
+    options: list[tuple[str, str]] = []
+    section: str | None = None
+    lines = contents.replace("\r\n", "\n").split("\n")
+    index = 0
+    while index < len(lines):
+        line = lines[index].strip()
+        index += 1
+        if not line or line[0] in "#;":
+            continue
+        if line.startswith("["):
+            end = line.find("]")
+            if end < 0:
+                return "unable to find end of section"
+            if line[end + 1 :].strip():
+                return f"found garbage after section name {line[end + 1:].strip()}"
+            section = line[1:end]
+            continue
+        if "=" not in line:
+            return "unexpected newline encountered while parsing option name"
+        if section is None:
+            return "found option outside of section"
+        name, _, value = line.partition("=")
+        while value.endswith("\\") and index < len(lines):
+            value = value[:-1] + " " + lines[index].strip()
+            index += 1
+        options.append((section, name.strip()))
+    return options
+
+
+def validate_generated(config: Obj, minor: int, report: Report) -> None:
+    checker = _Checker(minor, report)
+    checker.ignition(config.get("ignition") or Obj())
+    if config.get("kernelArguments"):
+        checker.kernel_arguments(config["kernelArguments"])
+    if config.get("passwd"):
+        checker.passwd(config["passwd"])
+    if config.get("storage"):
+        checker.storage(config["storage"])
+    if config.get("systemd"):
+        checker.systemd(config["systemd"])
