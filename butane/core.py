@@ -76,6 +76,21 @@ def _load(text: str | bytes) -> Node | None:
         raise ButaneError(f"error{where}: {exc.message}") from None
 
 
+def _apply_fcos_sugar(config: dict[str, Any], minor: int, ignition: Obj, report: Report) -> Obj:
+    """boot_device and grub configs are merged in as parents of the user's config."""
+    from .fcos import boot_device_config, grub_config, partition_number_warnings
+
+    boot = boot_device_config(config, minor) if minor >= 3 else None
+    if boot is not None:
+        ignition = merge_configs(boot, ignition)
+    if minor >= 6:
+        partition_number_warnings(ignition, report)
+    grub = grub_config(config) if minor >= 5 else None
+    if grub is not None:
+        ignition = merge_configs(grub, ignition)
+    return ignition
+
+
 def transpile(
     text: str | bytes,
     files_dir: str | Path | None = None,
@@ -97,12 +112,8 @@ def transpile(
 
     translator = Translator(minor, str(files_dir) if files_dir is not None else None, report)
     ignition = translator.translate(config, target)
-    from .fcos import fcos_parent_config
-
-    parent = fcos_parent_config(config, minor, report)
-    if parent is not None:
-        ignition = merge_configs(parent, ignition)
     report.raise_if_fatal()
+    ignition = _apply_fcos_sugar(config, minor, ignition, report)
 
     _prune(ignition)
     if "ignition" not in ignition:
