@@ -1,0 +1,126 @@
+"""The cluster config: defaults for the common case, and one clear line naming the field otherwise."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tasks import config
+from tasks.config import ConfigError, parse, read_ssh_keys
+
+ED25519 = ("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl "
+           "alice@example.test")
+
+
+def test_defaults_serve_the_common_case() -> None:
+    cluster = parse({}, "c.jsonnet")
+    assert cluster.fcos.stream == "stable" and cluster.fcos.architecture == "x86_64"
+    assert cluster.fcos.stream_metadata_url == "https://builds.coreos.fedoraproject.org/streams/stable.json"
+    assert "36F612DCF27F7D1A48A835E4DBFCF71C6D9F90A6" in cluster.fcos.fingerprints  # Fedora 44 signs FCOS 44
+    assert [(n.name, n.role, n.iso_name) for n in cluster.nodes] == [("k3s-server-1", "server", "k3s-server-1")]
+
+
+@pytest.mark.parametrize(("raw", "message"), [
+    ({"fcos": {"stream": "beta"}}, "c.jsonnet: fcos.stream: must be one of stable, testing, next, got 'beta'"),
+    ({"fcos": {"streem": "stable"}}, "c.jsonnet: fcos.streem: unknown field"),
+    ({"fcos": {"stream_url": "ftp://x/stable.json"}}, "fcos.stream_url: must be an http://, https:// or file:// URL"),
+    ({"fcos": {"fingerprints": ["6D9F90A6"]}}, "fcos.fingerprints[0]: must be a full 40-hex-digit"),
+    ({"nodes": [{"name": "a", "role": "sever"}]}, "nodes[0].role: must be one of server, agent, got 'sever'"),
+    ({"nodes": [{"name": "a"}]}, "nodes[0].role: is required"),
+    ({"nodes": [{"name": "A_1", "role": "server"}]}, "nodes[0].name: must be a hostname label"),
+    ({"nodes": [{"name": "a", "role": "server"}, {"name": "a", "role": "agent"}]}, "nodes[1].name: duplicate"),
+    ({"nodes": [{"name": "a", "role": "agent"}]}, "nodes: needs at least one node with role 'server'"),
+    ({"nodes": [{"name": "a", "role": "server", "disk": "/dev/nvme0"}]}, "is an NVMe controller"),
+    ({"nodes": [{"name": "a", "role": "server", "iso_name": "a.iso"}]}, "nodes[0].iso_name: must be a plain"),
+    ({"nodes": [{"name": "a", "role": "server", "network": {"interface": "eth0", "address": "10.0.0.5"}}]},
+     "nodes[0].network.address: must be an address with prefix length"),
+    ({"k3s": {"disable": ["Traefik"]}}, "k3s.disable[0]: must be a component name"),
+    ({"k3s": {"manifests": {"my_app": "app.yaml"}}}, "k3s.manifests.my_app: name must be an RFC 1123"),
+    ({"k3s": {"server_url": "http://10.0.0.1:6443"}}, "k3s.server_url: must look like https://HOST:6443"),
+    ({"install": {"countdown_seconds": "10"}}, "install.countdown_seconds: must be a number, got a string"),
+    ([], "c.jsonnet: (top level): must be an object, got a list"),
+])
+def test_errors_name_the_field(raw: object, message: str) -> None:
+    with pytest.raises(ConfigError, match=None) as error:
+        parse(raw, "c.jsonnet")
+    assert message in str(error.value)
+    assert "\n" not in str(error.value)
+
+
+def test_join_url_prefers_server_url_then_static_address() -> None:
+    nodes = [{"name": "s1", "role": "server", "network": {"interface": "eth0", "address": "10.0.0.5/24"}},
+             {"name": "a1", "role": "agent"}]
+    assert parse({"nodes": nodes}, "c").join_url == "https://10.0.0.5:6443"
+    assert parse({"nodes": nodes, "k3s": {"server_url": "https://k3s.lan:6443"}}, "c").join_url == \
+        "https://k3s.lan:6443"
+    assert parse({"nodes": [{"name": "s1", "role": "server"}]}, "c").join_url == "https://s1:6443"
+
+
+def test_template_input_has_no_token_and_picks_version_over_channel() -> None:
+    cluster = parse({"k3s": {"version": "v1.33.5+k3s1"}}, "c")
+    inputs = cluster.template_input()
+    assert inputs["k3s"]["version"] == "v1.33.5+k3s1" and inputs["k3s"]["channel"] is None
+    assert "token" not in str(inputs).lower()
+
+
+def test_keys_dir_public_keys(tmp_path: Path) -> None:
+    (tmp_path / "alice.pub").write_text(ED25519 + "\n")
+    keys, note = read_ssh_keys(tmp_path, tmp_path / "home")
+    assert [key.line for key in keys] == [ED25519] and note is None
+
+
+def test_falls_back_to_users_own_keys_and_says_so(tmp_path: Path) -> None:
+    (tmp_path / "home" / ".ssh").mkdir(parents=True)
+    (tmp_path / "home" / ".ssh" / "id_ed25519.pub").write_text(ED25519)
+    (tmp_path / "keys").mkdir()
+    keys, note = read_ssh_keys(tmp_path / "keys", tmp_path / "home")
+    assert len(keys) == 1 and note and "id_ed25519.pub" in note
+
+
+def test_no_key_at_all_says_how_to_add_one(tmp_path: Path) -> None:
+    (tmp_path / "keys").mkdir()
+    with pytest.raises(ConfigError, match=r"no SSH public key in .*keys/ nor in ~/.ssh/: copy one in"):
+        read_ssh_keys(tmp_path / "keys", tmp_path / "home")
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    ("-----BEGIN OPENSSH PRIVATE KEY-----\nb3Blbn...\n-----END OPENSSH PRIVATE KEY-----\n", "this is a private key"),
+    ("ssh-ed25519 notbase64!!\n", "bad.pub:1: not an OpenSSH public key"),
+    ("ssh-rsa AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl\n", "not an OpenSSH public key"),
+    ("\n# only a comment\n", "bad.pub: holds no SSH public key"),
+])
+def test_bad_key_files_are_refused_naming_the_file(tmp_path: Path, content: str, message: str) -> None:
+    (tmp_path / "bad.pub").write_text(content)
+    with pytest.raises(ConfigError) as error:
+        read_ssh_keys(tmp_path, tmp_path)
+    assert message in str(error.value) and str(tmp_path / "bad.pub") in str(error.value)
+
+
+def test_jsonnet_errors_are_file_and_line(tmp_path: Path) -> None:
+    source = tmp_path / "cluster.jsonnet"
+    source.write_text("{\n  nodes: [\n    { name: 'a', role: 'server' } +,\n  ],\n}\n")
+    with pytest.raises(ConfigError, match=rf"^{source}:3: "):
+        config.evaluate_jsonnet(source)
+    source.write_text("local x = 1;\n{\n  nodes: error 'nodes go here',\n}\n")
+    with pytest.raises(ConfigError, match=rf"^{source}:3: nodes go here$"):
+        config.evaluate_jsonnet(source)
+
+
+def test_the_shipped_configs_are_valid(tmp_path: Path) -> None:
+    (tmp_path / "k.pub").write_text(ED25519)
+    repo = Path(__file__).resolve().parent.parent
+    for source in [repo / "jsonnet" / "cluster.jsonnet", *sorted((repo / "jsonnet" / "examples").glob("*.jsonnet"))]:
+        config.load.cache_clear()
+        cluster = config.load(source, tmp_path)
+        assert cluster.nodes
+
+
+def test_cli_prints_the_values_ci_reads(tmp_path: Path) -> None:
+    repo = Path(__file__).resolve().parent.parent
+    result = subprocess.run([sys.executable, "-m", "tasks.config", "stream"], cwd=repo, capture_output=True, text=True,
+                            env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "PYTHONPATH": str(repo)})
+    # keys/ may be empty in a checkout: then the CLI says how to add one, in one line
+    assert result.stdout.strip() == "stable" or "no SSH public key" in result.stderr
