@@ -425,7 +425,11 @@ def copy_file(src: Path, dst: Path) -> None:
     """Copy `src` to `dst` inside the kernel: reflink when the filesystem shares extents, else
     copy_file_range over the data segments only (holes stay holes, as with cp), with sendfile as the
     last resort. Memory use does not depend on the size."""
-    with open(src, "rb") as source, open(dst, "wb") as target:
+    # no O_TRUNC on the fresh temporary file: ext4 would flush it on close (auto_da_alloc)
+    target_fd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    with open(src, "rb") as source, open(target_fd, "wb") as target:
+        if os.fstat(target_fd).st_size:
+            os.ftruncate(target_fd, 0)
         try:
             fcntl.ioctl(target.fileno(), FICLONE, source.fileno())
             return
