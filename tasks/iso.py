@@ -800,6 +800,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except BrokenPipeError:
         return 1
+    except OSError as exc:  # e.g. an output directory that does not exist, a full disk
+        where = f" ({exc.filename})" if exc.filename else ""
+        print(f"Error: {exc.strerror or exc}{where}", file=sys.stderr)
+        return 1
     return 0
 
 

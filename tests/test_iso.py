@@ -294,3 +294,28 @@ def test_network_needs_feature(tmp_path: Path) -> None:
         os.close(fd)
     with pytest.raises(iso.IsoError, match=r"^This OS image does not support customizing network settings\.$"):
         iso.embed_network(path, [tmp_path / "x"])
+
+
+def test_opening_reads_only_directories_and_areas(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    big = tmp_path / "big.iso"
+    build_fcos_iso(big, pad_to=96 * 1024 * 1024)
+    iso.embed_ignition(big, CONFIG)
+    read_bytes = 0
+    real_pread = os.pread
+
+    def counting_pread(fd: int, length: int, offset: int) -> bytes:
+        nonlocal read_bytes
+        data = real_pread(fd, length, offset)
+        read_bytes += len(data)
+        return data
+
+    monkeypatch.setattr(os, "pread", counting_pread)
+    assert iso.show_ignition(big) == CONFIG
+    assert iso.show_kargs(big) == DEFAULT_KARGS
+    assert read_bytes < 1024 * 1024, f"read {read_bytes} bytes of a 96 MB ISO"
+
+
+def test_cli_missing_output_directory(fcos_iso: Path, tmp_path: Path) -> None:
+    result = cli("ignition", "embed", "-o", tmp_path / "no" / "such" / "dir.iso", fcos_iso, stdin=b"{}")
+    assert result.returncode == 1 and result.stderr.startswith(b"Error: ")
+    assert b"Traceback" not in result.stderr
