@@ -246,6 +246,10 @@ class _Checker:
                 self.resource(luks["keyFile"])
             if not luks.get("name"):
                 self.error(luks, "name", "name is required")
+            clevis = luks.get("clevis") or {}
+            if clevis.get("custom") and (clevis.get("tpm2") is True or clevis.get("tang") or
+                                         clevis.get("threshold", 0) > 0):
+                self.error(clevis, "custom", "cannot use custom clevis config with tpm2, tang, or threshold")
             if self.minor < 6 and not luks.get("device"):
                 self.error(luks, "device", "device is required")
         for raid in storage.get("raid", []):

@@ -1,0 +1,870 @@
+"""Tests for the pure-Python Butane transpiler (butane/).
+
+Expected outputs follow the Butane fcos specs and coreos/butane's own test tables
+(base/v0_*/translate_test.go, config/fcos/v1_*/translate_test.go, validate_test.go).
+"""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+import urllib.parse
+from pathlib import Path
+
+import pytest
+
+from butane import ButaneError, transpile
+from tests.tools import REPO, require_root, require_tool
+
+IGNITION_BIN = "/usr/lib/dracut/modules.d/30ignition/ignition"
+
+# Every config a test produces is collected here and checked with ignition-validate.
+PRODUCED: list[tuple[str, str]] = []
+
+
+def bu(text: str, **kwargs: object) -> str:
+    """Transpile dedented Butane text, returning the JSON text (and record it)."""
+    output, _ = transpile(textwrap.dedent(text), **kwargs)  # type: ignore[arg-type]
+    PRODUCED.append((json.loads(output)["ignition"]["version"], output))
+    return output
+
+
+def bu_json(text: str, **kwargs: object) -> dict:
+    return json.loads(bu(text, **kwargs))
+
+
+def warnings_of(text: str, **kwargs: object) -> list[str]:
+    return transpile(textwrap.dedent(text), **kwargs)[1]  # type: ignore[arg-type]
+
+
+def error_of(text: str, **kwargs: object) -> str:
+    with pytest.raises(ButaneError) as info:
+        transpile(textwrap.dedent(text), **kwargs)  # type: ignore[arg-type]
+    message = str(info.value)
+    assert "\n" not in message
+    return message
+
+
+def decode_data_url(url: str, compression: str = "") -> bytes:
+    assert url.startswith("data:")
+    meta, _, payload = url[5:].partition(",")
+    data = base64.b64decode(payload) if meta.endswith(";base64") else urllib.parse.unquote_to_bytes(payload)
+    return gzip.decompress(data) if compression == "gzip" else data
+
+
+# ---------------------------------------------------------------------------- core path (fcos 1.4.0)
+
+CORE_CONFIG = """\
+variant: fcos
+version: 1.4.0
+passwd:
+  users:
+    - name: core
+      ssh_authorized_keys:
+        - ssh-ed25519 AAAA me@host
+      groups: [wheel]
+storage:
+  directories:
+    - path: /etc/k3s
+      mode: 0750
+  files:
+    - path: /etc/hostname
+      mode: 0644
+      contents:
+        inline: myhost
+    - path: /etc/k3s/config.yaml
+      user: {name: core}
+      group: {id: 0}
+      contents:
+        inline: |
+          token: abc
+  links:
+    - path: /etc/localtime
+      target: ../usr/share/zoneinfo/UTC
+systemd:
+  units:
+    - name: k3s.service
+      enabled: true
+      contents: |
+        [Unit]
+        Description=k3s <&>
+        [Install]
+        WantedBy=multi-user.target
+      dropins:
+        - name: 10-env.conf
+          contents: |
+            [Service]
+            Environment=A=b
+    - name: docker.service
+      mask: true
+      enabled: false
+"""
+
+CORE_EXPECTED = (
+    '{"ignition":{"version":"3.3.0"},'
+    '"passwd":{"users":[{"groups":["wheel"],"name":"core","sshAuthorizedKeys":["ssh-ed25519 AAAA me@host"]}]},'
+    '"storage":{"directories":[{"path":"/etc/k3s","mode":488}],'
+    '"files":[{"path":"/etc/hostname","contents":{"compression":"","source":"data:,myhost"},"mode":420},'
+    '{"group":{"id":0},"path":"/etc/k3s/config.yaml","user":{"name":"core"},'
+    '"contents":{"compression":"","source":"data:,token%3A%20abc%0A"}}],'
+    '"links":[{"path":"/etc/localtime","target":"../usr/share/zoneinfo/UTC"}]},'
+    '"systemd":{"units":[{"contents":"[Unit]\\nDescription=k3s \\u003c\\u0026\\u003e\\n[Install]\\n'
+    'WantedBy=multi-user.target\\n","dropins":[{"contents":"[Service]\\nEnvironment=A=b\\n",'
+    '"name":"10-env.conf"}],"enabled":true,"name":"k3s.service"},'
+    '{"enabled":false,"mask":true,"name":"docker.service"}]}}'
+)
+
+
+def test_core_config_exact_output() -> None:
+    assert bu(CORE_CONFIG, strict=True) == CORE_EXPECTED
+
+
+def test_core_config_pretty_is_json_dumps_indent_2() -> None:
+    pretty = bu(CORE_CONFIG, pretty=True)
+    assert pretty == json.dumps(json.loads(pretty), indent=2, ensure_ascii=False).replace("<", "\\u003c").replace(
+        ">", "\\u003e"
+    ).replace("&", "\\u0026")
+    assert json.loads(pretty) == json.loads(CORE_EXPECTED)
+
+
+def test_minimal_config_per_version() -> None:
+    expected = {"1.0.0": "3.0.0", "1.1.0": "3.1.0", "1.2.0": "3.2.0", "1.3.0": "3.2.0",
+                "1.4.0": "3.3.0", "1.5.0": "3.4.0", "1.6.0": "3.5.0"}
+    for version, ignition in expected.items():
+        assert bu(f"variant: fcos\nversion: {version}\n") == '{"ignition":{"version":"%s"}}' % ignition
+
+
+def test_empty_storage_is_omitted_and_explicit_false_kept() -> None:
+    out = bu_json("""\
+        variant: fcos
+        version: 1.4.0
+        storage:
+          files: []
+        passwd:
+          users:
+            - name: a
+              no_create_home: false
+              uid: 0
+    """)
+    assert "storage" not in out
+    assert out["passwd"]["users"] == [{"name": "a", "noCreateHome": False, "uid": 0}]
+
+
+def test_user_key_order_follows_ignition_struct() -> None:
+    out = bu("""\
+        variant: fcos
+        version: 1.4.0
+        passwd:
+          users:
+            - uid: 1000
+              should_exist: true
+              shell: /bin/bash
+              ssh_authorized_keys: [k]
+              primary_group: g
+              password_hash: h
+              name: n
+              home_dir: /h
+              gecos: G
+              groups: [x]
+              no_create_home: true
+              no_log_init: true
+              no_user_group: true
+              system: true
+          groups:
+            - system: false
+              should_exist: true
+              password_hash: p
+              name: g
+              gid: 5
+    """)
+    assert out == (
+        '{"ignition":{"version":"3.3.0"},"passwd":{"groups":[{"gid":5,"name":"g","passwordHash":"p",'
+        '"shouldExist":true,"system":false}],"users":[{"gecos":"G","groups":["x"],"homeDir":"/h","name":"n",'
+        '"noCreateHome":true,"noLogInit":true,"noUserGroup":true,"passwordHash":"h","primaryGroup":"g",'
+        '"sshAuthorizedKeys":["k"],"shell":"/bin/bash","shouldExist":true,"system":true,"uid":1000}]}}'
+    )
+
+
+# ---------------------------------------------------------------------------- YAML (yaml.v3) semantics
+
+def test_yaml_v3_scalars() -> None:
+    out = bu_json("""\
+        variant: fcos
+        version: 1.4.0
+        storage:
+          files:
+            - path: /a
+              mode: 0644
+              overwrite: yes
+              contents:
+                inline: 0x10
+            - path: /b
+              mode: 0o755
+              contents:
+                inline: 1.50
+            - path: /c
+              mode: 0x1ed
+              user:
+                name: true
+    """)
+    files = out["storage"]["files"]
+    assert [f["mode"] for f in files] == [420, 493, 493]
+    assert files[0]["overwrite"] is True
+    assert files[0]["contents"]["source"] == "data:,0x10"
+    assert files[1]["contents"]["source"] == "data:,1.50"
+    assert files[2]["user"] == {"name": "true"}
+
+
+def test_yaml_quoted_number_into_int_is_error() -> None:
+    message = error_of("""\
+        variant: fcos
+        version: 1.4.0
+        storage:
+          files:
+            - path: /a
+              mode: "0644"
+    """)
+    assert "$.storage.files.0.mode, line 6 col 13" in message
+    assert "cannot unmarshal !!str `0644` into int" in message
+
+
+def test_yaml_quoted_true_into_bool_is_error() -> None:
+    message = error_of("""\
+        variant: fcos
+        version: 1.4.0
+        systemd:
+          units:
+            - name: a.service
+              enabled: "true"
+    """)
+    assert "cannot unmarshal !!str `true` into bool" in message
+
+
+def test_yaml_duplicate_key_is_error() -> None:
+    message = error_of("""\
+        variant: fcos
+        version: 1.4.0
+        storage:
+          files:
+            - path: /a
+              path: /b
+    """)
+    assert 'mapping key "path" already defined at line 5' in message
+    assert "line 6" in message
+
+
+def test_yaml_null_means_absent_and_type_mismatch() -> None:
+    out = bu_json("""\
+        variant: fcos
+        version: 1.4.0
+        storage:
+          files:
+            - path: /a
+              contents:
+                inline: ~
+              mode: null
+    """)
+    assert out["storage"]["files"] == [{"path": "/a"}]
+    message = error_of("variant: fcos\nversion: 1.4.0\nstorage:\n  files: 3\n")
+    assert "cannot unmarshal !!int `3` into []v0_4.File" in message
+
+
+def test_yaml_merge_key_applies_and_warns() -> None:
+    text = """\
+        variant: fcos
+        version: 1.4.0
+        x-common: &common
+          mode: 0600
+        storage:
+          files:
+            - <<: *common
+              path: /a
+    """
+    out = bu_json(text)
+    assert out["storage"]["files"] == [{"path": "/a", "mode": 384}]
+    warns = warnings_of(text)
+    assert any("Unused key x-common" in w for w in warns)
+    assert any("$.storage.files.0.<<" in w and "Unused key <<" in w for w in warns)
+
+
+def test_only_first_document_is_used() -> None:
+    assert bu("variant: fcos\nversion: 1.4.0\n---\nfoo: [\n") == '{"ignition":{"version":"3.3.0"}}'
+
+
+def test_variant_and_version_errors() -> None:
+    assert "error parsing variant; must be specified" in error_of("")
+    assert "must be a valid semver" in error_of("variant: fcos\nversion: 1.5\n")
+    assert "No translator exists for variant FCOS with version 1.4.0" in error_of("variant: FCOS\nversion: 1.4.0\n")
+    assert "No translator exists for variant fcos with version 9.0.0" in error_of("variant: fcos\nversion: 9.0.0\n")
+
+
+# ---------------------------------------------------------------------------- unused keys / versions
+
+def test_unused_keys_warn_and_strict_fails() -> None:
+    text = """\
+        variant: fcos
+        version: 1.4.0
+        storage:
+          files:
+            - path: /a
+              foo: 1
+    """
+    assert warnings_of(text) == ["warning at $.storage.files.0.foo, line 6 col 7: Unused key foo"]
+    message = error_of(text, strict=True)
+    assert "Unused key foo" in message
+
+
+def test_newer_key_in_older_version_is_unused() -> None:
+    text = """\
+        variant: fcos
+        version: 1.4.0
+        systemd:
+          units:
+            - name: a.service
+              contents_local: a.service
+    """
+    assert warnings_of(text) == ["warning at $.systemd.units.0.contents_local, line 6 col 7: Unused key contents_local"]
+    assert "kernel_arguments" in warnings_of("variant: fcos\nversion: 1.3.0\nkernel_arguments: {}\n")[0]
+
+
+# ---------------------------------------------------------------------------- resources / data URLs
+
+def test_data_url_encodings() -> None:
+    out = bu_json("""\
+        variant: fcos
+        version: 1.4.0
+        storage:
+          files:
+            - path: /plain
+              contents:
+                inline: "a b/c=d\\u00e9~*'()!"
+            - path: /empty
+              contents:
+                inline: ""
+            - path: /binary
+              contents:
+                inline: "\\x01\\x02\\x03\\x04\\x05\\x06\\x07\\x08"
+            - path: /big
+              contents:
+                inline: "%s"
+            - path: /usergz
+              contents:
+                compression: gzip
+                inline: "already"
+            - path: /remote
+              contents:
+                source: https://example.com/x
+                verification:
+                  hash: sha512-%s
+              append:
+                - inline: appended line
+    """ % ("hello world " * 50, "0" * 128))
+    files = {f["path"]: f for f in out["storage"]["files"]}
+    assert files["/plain"]["contents"] == {"compression": "", "source": "data:,a%20b%2Fc%3Dd%C3%A9~*'()!"}
+    assert files["/empty"]["contents"] == {"compression": "", "source": "data:,"}
+    assert files["/binary"]["contents"]["source"] == "data:;base64,AQIDBAUGBwg="
+    big = files["/big"]["contents"]
+    assert big["compression"] == "gzip" and big["source"].startswith("data:;base64,H4sI")
+    assert decode_data_url(big["source"], "gzip") == b"hello world " * 50
+    assert files["/usergz"]["contents"] == {"compression": "gzip", "source": "data:,already"}
+    assert files["/remote"]["contents"] == {
+        "source": "https://example.com/x", "verification": {"hash": "sha512-" + "0" * 128}}
+    assert files["/remote"]["append"] == [{"compression": "", "source": "data:,appended%20line"}]
+
+
+def test_too_many_sources() -> None:
+    message = error_of("""\
+        variant: fcos
+        version: 1.4.0
+        storage:
+          files:
+            - path: /a
+              contents:
+                inline: x
+                source: https://example.com
+    """)
+    assert message.startswith("error at $.storage.files.0.contents.source, line 8")
+    assert "only one of the following can be set: inline, local, source" in message
+
+
+def test_local_files_and_files_dir(tmp_path: Path) -> None:
+    (tmp_path / "motd").write_text("hi\n")
+    (tmp_path / "keys").write_text("ssh-rsa A\r\n\nssh-rsa B\n")
+    (tmp_path / "u.service").write_text("[Service]\nExecStart=/bin/true\n")
+    text = """\
+        variant: fcos
+        version: 1.5.0
+        storage:
+          files:
+            - path: /etc/motd
+              contents:
+                local: motd
+        passwd:
+          users:
+            - name: core
+              ssh_authorized_keys: [ssh-rsa Z]
+              ssh_authorized_keys_local: [keys]
+        systemd:
+          units:
+            - name: u.service
+              contents_local: u.service
+    """
+    out = bu_json(text, files_dir=tmp_path)
+    assert out["storage"]["files"][0]["contents"] == {"compression": "", "source": "data:,hi%0A"}
+    assert out["passwd"]["users"][0]["sshAuthorizedKeys"] == ["ssh-rsa Z", "ssh-rsa A", "ssh-rsa B"]
+    assert out["systemd"]["units"][0]["contents"] == "[Service]\nExecStart=/bin/true\n"
+    assert "must be specified with -d/--files-dir" in error_of(text)
+    escape = text.replace("local: motd", "local: ../motd")
+    assert "local file path traverses outside the files directory" in error_of(escape, files_dir=tmp_path)
+    both = text.replace("contents_local: u.service", "contents_local: u.service\n              contents: x")
+    assert "only one of the following can be set: contents, contents_local" in error_of(both, files_dir=tmp_path)
+
+
+def test_trees(tmp_path: Path) -> None:
+    root = tmp_path / "tree"
+    (root / "a").mkdir(parents=True)
+    (root / "b" / "c").mkdir(parents=True)
+    (root / "a" / "x").write_text("x")
+    (root / "a.txt").write_text("t")
+    (root / "B").write_text("B")
+    (root / "_u").write_text("u")
+    (root / "b" / "c" / "y").write_text("y")
+    (root / "b" / "z").write_text("#!/bin/sh\n")
+    os.chmod(root / "b" / "z", 0o755)
+    os.symlink("a.txt", root / "lnk")
+    out = bu_json("""\
+        variant: fcos
+        version: 1.4.0
+        storage:
+          files:
+            - path: /opt/a.txt
+              mode: 0600
+          trees:
+            - local: tree
+              path: /opt
+    """, files_dir=tmp_path)
+    files = out["storage"]["files"]
+    assert [f["path"] for f in files] == ["/opt/a.txt", "/opt/B", "/opt/_u", "/opt/a/x", "/opt/b/c/y", "/opt/b/z"]
+    assert files[0]["mode"] == 384 and files[0]["contents"]["source"] == "data:,t"
+    assert files[5]["mode"] == 493 and files[1]["mode"] == 420
+    assert out["storage"]["links"] == [{"path": "/opt/lnk", "target": "a.txt"}]
+
+
+# ---------------------------------------------------------------------------- files, dirs, links validation
+
+def test_decimal_mode_warning() -> None:
+    text = """\
+        variant: fcos
+        version: 1.4.0
+        storage:
+          files:
+            - path: /a
+              mode: 644
+          directories:
+            - path: /d
+              mode: 755
+    """
+    warns = warnings_of(text)
+    assert "warning at $.storage.directories.0.mode, line 9 col 13: unreasonable mode" in warns[0]
+    assert "warning at $.storage.files.0.mode, line 6 col 13: unreasonable mode" in warns[1]
+    assert json.loads(bu(text))["storage"]["files"][0]["mode"] == 644
+
+
+@pytest.mark.parametrize(
+    ("snippet", "message"),
+    [
+        ("files:\n    - path: a", "$.storage.files.0.path, line 5 col 13: path not absolute"),
+        ("files:\n    - path: /a/../b", "path is not fully simplified"),
+        ("files:\n    - path: /a\n      mode: 010000", "illegal file mode"),
+        ("files:\n    - path: /a\n    - path: /a", "$.storage.files.1, line 6 col 7: duplicate entry defined"),
+        ("files:\n    - path: /a\n  links:\n    - path: /a\n      target: /b", "duplicate entry defined"),
+        ("files:\n    - path: /a\n      overwrite: true", "overwrite must be false if source is unspecified"),
+        ("files:\n    - path: /a\n      contents:\n        compression: zz\n        source: http://x",
+         "invalid compression method"),
+        ("files:\n    - path: /a\n      contents:\n        source: http://x\n        verification:\n"
+         "          hash: md5-00", "unrecognized hash function"),
+    ],
+)
+def test_node_errors(snippet: str, message: str) -> None:
+    text = "variant: fcos\nversion: 1.4.0\nstorage:\n  " + snippet + "\n"
+    assert message in error_of(text)
+
+
+def test_hard_link_with_owner_warns() -> None:
+    warns = warnings_of("""\
+        variant: fcos
+        version: 1.4.0
+        storage:
+          links:
+            - path: /a
+              target: /b
+              hard: true
+              user: {id: 0}
+    """)
+    assert warns and "user/group ignored for hard link" in warns[0]
+
+
+# ---------------------------------------------------------------------------- systemd
+
+def test_systemd_validation() -> None:
+    base = "variant: fcos\nversion: 1.4.0\nsystemd:\n  units:\n"
+    assert "invalid systemd unit extension" in error_of(base + "    - name: a.foo\n")
+    assert "invalid systemd drop-in extension" in error_of(
+        base + "    - name: a.service\n      dropins:\n        - name: x.txt\n")
+    assert "invalid unit content: unable to find end of section" in error_of(
+        base + "    - name: a.service\n      contents: \"[Unit\"\n")
+    assert "$.systemd.units.1, line 6 col 7: duplicate entry defined" in error_of(
+        base + "    - name: a.service\n    - name: a.service\n")
+    warns = warnings_of(base + "    - name: a.service\n      enabled: true\n      contents: \"[Service]\\n\"\n")
+    assert warns == ['warning at $.systemd.units.0.enabled, line 6 col 16: '
+                     'unit "a.service" is enabled, but has no install section so enable does nothing']
+
+
+def test_mount_units() -> None:
+    out = bu_json("""\
+        variant: fcos
+        version: 1.4.0
+        storage:
+          filesystems:
+            - device: /dev/disk/by-label/var-data
+              format: xfs
+              path: /var/lib/my-data
+              with_mount_unit: true
+              mount_options: [noatime]
+            - device: /dev/vdb1
+              format: swap
+              with_mount_unit: true
+        systemd:
+          units:
+            - name: var-lib-my\\x2ddata.mount
+              dropins:
+                - name: x.conf
+                  contents: "[Mount]\\n"
+    """)
+    units = out["systemd"]["units"]
+    assert [u["name"] for u in units] == ["var-lib-my\\x2ddata.mount", "dev-vdb1.swap"]
+    assert units[0]["contents"] == (
+        "# Generated by Butane\n[Unit]\nRequires=systemd-fsck@dev-disk-by\\x2dlabel-var\\x2ddata.service\n"
+        "After=systemd-fsck@dev-disk-by\\x2dlabel-var\\x2ddata.service\n\n[Mount]\nWhere=/var/lib/my-data\n"
+        "What=/dev/disk/by-label/var-data\nType=xfs\nOptions=noatime\n\n[Install]\nRequiredBy=local-fs.target"
+    )
+    assert units[0]["enabled"] is True and units[0]["dropins"] == [{"contents": "[Mount]\n", "name": "x.conf"}]
+    assert units[1]["contents"] == "# Generated by Butane\n[Swap]\nWhat=/dev/vdb1\n\n[Install]\nRequiredBy=swap.target"
+    assert "format is required if with_mount_unit is true" in error_of(
+        "variant: fcos\nversion: 1.4.0\nstorage:\n  filesystems:\n    - device: /dev/a\n      with_mount_unit: true\n")
+
+
+# ---------------------------------------------------------------------------- disks, luks, raid, sugar
+
+def test_disks_luks_raid_kargs() -> None:
+    out = bu_json("""\
+        variant: fcos
+        version: 1.4.0
+        kernel_arguments:
+          should_exist: [quiet]
+          should_not_exist: [debug]
+        storage:
+          disks:
+            - device: /dev/vdb
+              wipe_table: true
+              partitions:
+                - label: data
+                  number: 1
+                  size_mib: 0
+                  start_mib: 0
+                  type_guid: 0FC63DAF-8483-4772-8E79-3D69D8477DE4
+                  resize: false
+          raid:
+            - name: md0
+              level: raid1
+              devices: [/dev/vdc, /dev/vdd]
+              spares: 0
+          luks:
+            - name: data
+              device: /dev/disk/by-partlabel/data
+              wipe_volume: true
+              key_file:
+                inline: secret
+              clevis:
+                custom:
+                  pin: tpm2
+                  config: "{}"
+                  needs_network: false
+    """)
+    assert out["kernelArguments"] == {"shouldExist": ["quiet"], "shouldNotExist": ["debug"]}
+    assert out["storage"]["disks"] == [{"device": "/dev/vdb", "partitions": [
+        {"label": "data", "number": 1, "resize": False, "sizeMiB": 0, "startMiB": 0,
+         "typeGuid": "0FC63DAF-8483-4772-8E79-3D69D8477DE4"}], "wipeTable": True}]
+    assert out["storage"]["raid"] == [{"devices": ["/dev/vdc", "/dev/vdd"], "level": "raid1", "name": "md0",
+                                       "spares": 0}]
+    assert out["storage"]["luks"] == [{"clevis": {"custom": {"config": "{}", "needsNetwork": False, "pin": "tpm2"}},
+                                       "device": "/dev/disk/by-partlabel/data",
+                                       "keyFile": {"compression": "", "source": "data:,secret"},
+                                       "name": "data", "wipeVolume": True}]
+
+
+def test_boot_device_luks_only() -> None:
+    out = bu("""\
+        variant: fcos
+        version: 1.4.0
+        boot_device:
+          luks:
+            tpm2: true
+    """)
+    assert out == (
+        '{"ignition":{"version":"3.3.0"},"storage":{"filesystems":[{"device":"/dev/mapper/root","format":"xfs",'
+        '"label":"root","wipeFilesystem":true}],"luks":[{"clevis":{"tpm2":true},'
+        '"device":"/dev/disk/by-partlabel/root","label":"luks-root","name":"root","wipeVolume":true}]}}'
+    )
+
+
+def test_boot_device_mirror_ppc64le() -> None:
+    out = bu_json("""\
+        variant: fcos
+        version: 1.3.0
+        boot_device:
+          layout: ppc64le
+          mirror:
+            devices: [/dev/sda, /dev/sdb]
+    """)
+    parts = out["storage"]["disks"][0]["partitions"]
+    assert [p["label"] for p in parts] == ["prep-1", "reserved-1", "boot-1", "root-1"]
+    assert [f["device"] for f in out["storage"]["filesystems"]] == ["/dev/md/md-boot", "/dev/md/md-root"]
+    assert "mirroring requires at least two devices" in error_of(
+        "variant: fcos\nversion: 1.3.0\nboot_device:\n  mirror:\n    devices: [/dev/sda]\n")
+    assert "layout must be one of: aarch64, ppc64le, x86_64" in error_of(
+        "variant: fcos\nversion: 1.4.0\nboot_device:\n  layout: sparc\n")
+
+
+def test_grub_users() -> None:
+    out = bu_json("""\
+        variant: fcos
+        version: 1.5.0
+        grub:
+          users:
+            - name: root
+              password_hash: grub.pbkdf2.sha512.10000.AB
+        storage:
+          files:
+            - path: /etc/x
+              contents:
+                inline: x
+    """)
+    files = out["storage"]["files"]
+    assert [f["path"] for f in files] == ["/boot/grub2/user.cfg", "/etc/x"]
+    content = decode_data_url(files[0]["append"][0]["source"], files[0]["append"][0]["compression"])
+    assert content == b'# Generated by Butane\n\nset superusers="root"\npassword_pbkdf2 root grub.pbkdf2.sha512.10000.AB\n'
+    assert out["storage"]["filesystems"] == [{"device": "/dev/disk/by-label/boot", "format": "ext4", "path": "/boot"}]
+
+
+# ---------------------------------------------------------------------------- JSON escaping
+
+def test_go_json_escaping() -> None:
+    out = bu("""\
+        variant: fcos
+        version: 1.4.0
+        systemd:
+          units:
+            - name: a.service
+              contents: "[Unit]\\nDescription=\\b\\f\\x7f\\u2028 é \\"q\\" \\\\ /\\n"
+    """)
+    assert '"[Unit]\\nDescription=\\u0008\\u000c\x7f\\u2028 é \\"q\\" \\\\ /\\n"' in out
+
+
+# ---------------------------------------------------------------------------- CLI
+
+def test_cli(tmp_path: Path) -> None:
+    source = tmp_path / "in.bu"
+    source.write_text(CORE_CONFIG)
+    target = tmp_path / "out.ign"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    done = subprocess.run([sys.executable, "-m", "butane", "--strict", "-o", str(target), str(source)],
+                          capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert target.read_text() == CORE_EXPECTED + "\n"
+    done = subprocess.run([sys.executable, "-m", "butane", "--pretty"], input=CORE_CONFIG + "foo: 1\n",
+                          capture_output=True, text=True, env=env)
+    assert done.returncode == 0 and done.stdout.startswith('{\n  "ignition"')
+    assert "warning at $.foo, line 44 col 1: Unused key foo" in done.stderr
+    done = subprocess.run([sys.executable, "-m", "butane", "-s"], input=CORE_CONFIG + "foo: 1\n",
+                          capture_output=True, text=True, env=env)
+    assert done.returncode == 1 and done.stdout == ""
+    assert "--strict" in done.stderr
+
+
+# ---------------------------------------------------------------------------- performance
+
+def _realistic_config(units: int = 12, files: int = 12) -> str:
+    lines = ["variant: fcos", "version: 1.4.0", "passwd:", "  users:"]
+    for user in ("core", "ops", "deploy"):
+        lines += [f"    - name: {user}", "      groups: [wheel, sudo]", "      ssh_authorized_keys:",
+                  f"        - ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl {user}"]
+    lines += ["storage:", "  directories:", "    - path: /etc/k3s", "      mode: 0755", "  files:"]
+    for index in range(files):
+        lines += [f"    - path: /usr/local/bin/script-{index}.sh", "      mode: 0755", "      contents:",
+                  "        inline: |", "          #!/bin/bash", "          set -euo pipefail",
+                  f"          echo 'step {index}' >> /var/log/setup.log", "          systemctl daemon-reload"]
+    lines += ["  links:", "    - path: /etc/localtime", "      target: ../usr/share/zoneinfo/UTC",
+              "systemd:", "  units:"]
+    for index in range(units):
+        lines += [f"    - name: setup-{index}.service", "      enabled: true", "      contents: |",
+                  "        [Unit]", f"        Description=Setup step {index}", "        After=network-online.target",
+                  "        [Service]", "        Type=oneshot", f"        ExecStart=/usr/local/bin/script-{index}.sh",
+                  "        [Install]", "        WantedBy=multi-user.target", "      dropins:",
+                  "        - name: 10-env.conf", "          contents: |", "            [Service]",
+                  "            Environment=STEP=1"]
+    return "\n".join(lines) + "\n"
+
+
+def test_realistic_config_is_fast() -> None:
+    text = _realistic_config()
+    assert 180 <= text.count("\n") <= 320
+    start = time.perf_counter()
+    output, warnings = transpile(text, strict=True)
+    elapsed = time.perf_counter() - start
+    PRODUCED.append(("3.3.0", output))
+    assert warnings == []
+    assert elapsed < 1.0, f"took {elapsed:.3f}s"
+
+
+# ---------------------------------------------------------------------------- real Ignition tools
+
+def test_zz_outputs_validate_with_ignition_validate(tmp_path: Path) -> None:
+    """Runs last (name order): validate every config produced above.
+
+    Debian's ignition-validate (Ignition 2.14) reads specs up to 3.3.0 only, so the
+    3.4.0 / 3.5.0 outputs (fcos 1.5.0 / 1.6.0) cannot be checked with it.
+    """
+    require_tool("ignition-validate")
+    checked = 0
+    for index, (version, output) in enumerate(PRODUCED):
+        if tuple(int(x) for x in version.split(".")) > (3, 3, 0):
+            continue
+        path = tmp_path / f"c{index}.ign"
+        path.write_text(output)
+        done = subprocess.run(["ignition-validate", str(path)], capture_output=True, text=True)
+        assert done.returncode == 0, f"{output}\n{done.stdout}{done.stderr}"
+        checked += 1
+    assert checked >= 10
+
+
+APPLY_CONFIG = """\
+variant: fcos
+version: 1.4.0
+passwd:
+  users:
+    - name: core
+      groups: [wheel]
+      ssh_authorized_keys:
+        - ssh-ed25519 AAAA core@host
+  groups:
+    - name: k3s
+      gid: 2000
+storage:
+  directories:
+    - path: /etc/k3s
+      mode: 0750
+      group: {name: k3s}
+  files:
+    - path: /etc/hostname
+      mode: 0644
+      contents:
+        inline: node1
+    - path: /etc/k3s/config.yaml
+      mode: 0600
+      user: {name: core}
+      group: {id: 2000}
+      contents:
+        inline: |
+          token: "s3cr3t"
+    - path: /usr/local/bin/hello.sh
+      mode: 0755
+      contents:
+        inline: "%s"
+  links:
+    - path: /etc/localtime
+      target: ../usr/share/zoneinfo/UTC
+systemd:
+  units:
+    - name: hello.service
+      enabled: true
+      contents: |
+        [Service]
+        ExecStart=/usr/local/bin/hello.sh
+        [Install]
+        WantedBy=multi-user.target
+      dropins:
+        - name: 10-env.conf
+          contents: |
+            [Service]
+            Environment=A=b
+    - name: docker.service
+      mask: true
+""" % ("#!/bin/sh\\n" + "echo hello world\\n" * 30)
+
+
+def test_apply_with_real_ignition(tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    """Ignition's files stage writes what the transpiled config asks for into a scratch root."""
+    require_root()
+    if not os.access(IGNITION_BIN, os.X_OK):
+        require_tool("ignition")
+    require_tool("useradd", "groupadd")
+    output, warnings = transpile(APPLY_CONFIG, strict=True)
+    PRODUCED.append(("3.3.0", output))
+    # Ignition writes SSH keys as the new user, so the scratch root must be traversable
+    scratch = Path(tempfile.mkdtemp(prefix="butane-ign-", dir="/var/tmp"))
+    request.addfinalizer(lambda: shutil.rmtree(scratch, ignore_errors=True))
+    scratch.chmod(0o755)
+    root = scratch / "root"
+    (root / "etc" / "selinux").mkdir(parents=True)
+    (root / "etc" / "selinux" / "config").write_text("SELINUX=disabled\nSELINUXTYPE=targeted\n")
+    (root / "etc" / "passwd").write_text("root:x:0:0:root:/root:/bin/bash\n")
+    (root / "etc" / "group").write_text("root:x:0:\nwheel:x:10:\nusers:x:100:\n")
+    (root / "etc" / "shadow").write_text("root:*:19000:0:99999:7:::\n")
+    (root / "etc" / "gshadow").write_text("root:*::\nwheel:*::\nusers:*::\n")
+    cache = tmp_path / "config.json"
+    cache.write_text(output)
+    # Ignition ends the files stage with an SELinux relabel via setfiles; stub it out
+    stub_bin = scratch / "bin"
+    stub_bin.mkdir()
+    (stub_bin / "setfiles").write_text("#!/bin/sh\ncat >/dev/null\nexit 0\n")
+    (stub_bin / "setfiles").chmod(0o755)
+    env = {**os.environ, "PATH": f"{stub_bin}:{os.environ.get('PATH', '/usr/sbin:/usr/bin:/sbin:/bin')}"}
+    done = subprocess.run(
+        [IGNITION_BIN, "-platform", "file", "-stage", "files", "-root", str(root), "-config-cache", str(cache),
+         "-state-file", str(tmp_path / "state"), "-log-to-stdout"],
+        capture_output=True, text=True, timeout=30, env=env,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    etc = root / "etc"
+    assert (etc / "hostname").read_text() == "node1"
+    assert (etc / "hostname").stat().st_mode & 0o7777 == 0o644
+    config = etc / "k3s" / "config.yaml"
+    assert config.read_text() == 'token: "s3cr3t"\n'
+    assert config.stat().st_mode & 0o7777 == 0o600
+    passwd = (etc / "passwd").read_text()
+    core_uid = int(next(line for line in passwd.splitlines() if line.startswith("core:")).split(":")[2])
+    assert (config.stat().st_uid, config.stat().st_gid) == (core_uid, 2000)
+    assert (etc / "k3s").stat().st_mode & 0o7777 == 0o750 and (etc / "k3s").stat().st_gid == 2000
+    assert "k3s:x:2000:" in (etc / "group").read_text()
+    assert "wheel:x:10:core" in (etc / "group").read_text()
+    hello = root / "usr" / "local" / "bin" / "hello.sh"
+    assert hello.read_text() == "#!/bin/sh\n" + "echo hello world\n" * 30
+    assert hello.stat().st_mode & 0o7777 == 0o755
+    assert os.readlink(etc / "localtime") == "../usr/share/zoneinfo/UTC"
+    keys = root / "home" / "core" / ".ssh" / "authorized_keys.d" / "ignition"
+    assert "ssh-ed25519 AAAA core@host" in keys.read_text()
+    units = etc / "systemd" / "system"
+    assert (units / "hello.service").read_text().startswith("[Service]\nExecStart=/usr/local/bin/hello.sh\n")
+    assert (units / "hello.service.d" / "10-env.conf").read_text() == "[Service]\nEnvironment=A=b\n"
+    assert os.readlink(units / "docker.service") == "/dev/null"
+    preset = (etc / "systemd" / "system-preset" / "20-ignition.preset").read_text()
+    assert "enable hello.service" in preset
