@@ -359,7 +359,7 @@ def current_kargs(iso: LiveIso) -> str:
     fd = os.open(iso.path, os.O_RDONLY)
     try:
         values = [
-            (area.offset, _parse_karg_area(iso9660.read_exact(fd, area.offset, layout.size), area.pad, area.end))
+            (area.offset, _parse_karg_area(os.pread(fd, layout.size, area.offset), area.pad, area.end))
             for area in layout.areas
         ]
     finally:
@@ -367,7 +367,10 @@ def current_kargs(iso: LiveIso) -> str:
     expected = values[0][1]
     for offset, value in values[1:]:
         if value != expected:
-            raise IsoError(f"kargs don't match at all offsets! (expected '{expected}', but offset {offset} has: '{value}')")
+            raise IsoError(
+                f"kargs don't match at all offsets! "
+                f"(expected '{expected}', but offset {offset} has: '{value}')"
+            )
     return expected
 
 
@@ -497,7 +500,8 @@ def _stream_patched(src: Path, patches: Sequence[tuple[int, bytes]], out_fd: int
                 try:
                     done = os.sendfile(out_fd, source.fileno(), position, offset - position)
                 except OSError:  # stdout that sendfile cannot target: fall back to small buffers
-                    done = os.write(out_fd, os.pread(source.fileno(), min(1 << 20, offset - position), position))
+                    chunk = os.pread(source.fileno(), min(1 << 20, offset - position), position)
+                    done = os.write(out_fd, chunk)
                 position += done
             view = memoryview(data)
             while view:
@@ -557,7 +561,12 @@ def apply_patches(
 
 
 def embed_ignition(
-    iso: Path, config: bytes, *, output: Path | None = None, force: bool = False, overwrite_output: bool = False
+    iso: Path,
+    config: bytes,
+    *,
+    output: Path | None = None,
+    force: bool = False,
+    overwrite_output: bool = False,
 ) -> None:
     """Embed `config` (stored verbatim, no validation) as the live Ignition config."""
     live = read_live_iso(Path(iso))
@@ -565,7 +574,8 @@ def embed_ignition(
         raise IsoError("This ISO image already has an embedded Ignition config; use -f to force.")
     members = dict(live.initrd)
     members[IGNITION_MEMBER] = bytes(config)
-    apply_patches(Path(iso), [_ignition_patch(live, members)], output=output, overwrite_output=overwrite_output)
+    patch = _ignition_patch(live, members)
+    apply_patches(Path(iso), [patch], output=output, overwrite_output=overwrite_output)
 
 
 def show_ignition(iso: Path) -> bytes:
@@ -580,7 +590,8 @@ def remove_ignition(iso: Path, *, output: Path | None = None, overwrite_output: 
     """Remove the Ignition config, keeping other members (an empty area is zeroed)."""
     live = read_live_iso(Path(iso))
     members = {name: data for name, data in live.initrd.items() if name != IGNITION_MEMBER}
-    apply_patches(Path(iso), [_ignition_patch(live, members)], output=output, overwrite_output=overwrite_output)
+    patch = _ignition_patch(live, members)
+    apply_patches(Path(iso), [patch], output=output, overwrite_output=overwrite_output)
 
 
 def show_kargs(iso: Path, default: bool = False) -> str:
@@ -609,7 +620,8 @@ def reset_kargs(iso: Path, *, output: Path | None = None, overwrite_output: bool
     """Write the default kargs back into every area."""
     live = read_live_iso(Path(iso))
     layout = _require_kargs(live)
-    apply_patches(Path(iso), _karg_patches(layout, layout.default), output=output, overwrite_output=overwrite_output)
+    patches = _karg_patches(layout, layout.default)
+    apply_patches(Path(iso), patches, output=output, overwrite_output=overwrite_output)
 
 
 def reset_iso(iso: Path, *, output: Path | None = None, overwrite_output: bool = False) -> None:
@@ -623,7 +635,11 @@ def reset_iso(iso: Path, *, output: Path | None = None, overwrite_output: bool =
 
 def _network_members(initrd: dict[str, bytes]) -> dict[str, bytes]:
     prefix = NETWORK_DIR + "/"
-    return {name: data for name, data in initrd.items() if name.startswith(prefix) and "/" not in name[len(prefix) :]}
+    return {
+        name: data
+        for name, data in initrd.items()
+        if name.startswith(prefix) and "/" not in name[len(prefix) :]
+    }
 
 
 def embed_network(
@@ -650,7 +666,8 @@ def embed_network(
             members[name] = Path(keyfile).read_bytes()
         except OSError as exc:
             raise IsoError(f"reading {keyfile}: {exc.strerror}") from exc
-    apply_patches(Path(iso), [_ignition_patch(live, members)], output=output, overwrite_output=overwrite_output)
+    patch = _ignition_patch(live, members)
+    apply_patches(Path(iso), [patch], output=output, overwrite_output=overwrite_output)
 
 
 def extract_network(iso: Path) -> dict[str, bytes]:
@@ -666,7 +683,8 @@ def remove_network(iso: Path, *, output: Path | None = None, overwrite_output: b
     live = read_live_iso(Path(iso))
     network = _network_members(live.initrd)
     members = {name: data for name, data in live.initrd.items() if name not in network}
-    apply_patches(Path(iso), [_ignition_patch(live, members)], output=output, overwrite_output=overwrite_output)
+    patch = _ignition_patch(live, members)
+    apply_patches(Path(iso), [patch], output=output, overwrite_output=overwrite_output)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -71,7 +71,8 @@ def test_kernel_unpacks_embedded_config(tmp_path: Path) -> None:
     try:
         result = subprocess.run(command, stdin=subprocess.DEVNULL, capture_output=True, timeout=90)
     except subprocess.TimeoutExpired as exc:
-        pytest.fail(f"VM did not power off in time; console:\n{(exc.stdout or b'').decode(errors='replace')[-3000:]}")
+        console = (exc.stdout or b"").decode(errors="replace")
+        pytest.fail(f"VM did not power off in time; console:\n{console[-3000:]}")
     console = result.stdout.decode(errors="replace")
     match = re.search(r"CONFIG-SHA256: ([0-9a-f]{64})", console)
     assert match, f"no checksum on the console:\n{console[-3000:]}"

@@ -24,7 +24,11 @@ def sha256(path: Path) -> str:
 
 def cli(*args: str | Path, stdin: bytes = b"") -> subprocess.CompletedProcess[bytes]:
     return subprocess.run(
-        [sys.executable, "-m", "tasks.iso", *map(str, args)], input=stdin, capture_output=True, cwd=REPO, timeout=60
+        [sys.executable, "-m", "tasks.iso", *map(str, args)],
+        input=stdin,
+        capture_output=True,
+        cwd=REPO,
+        timeout=60,
     )
 
 
@@ -170,7 +174,8 @@ def test_kargs_areas_disagree(fcos_iso: Path) -> None:
     with open(fcos_iso, "r+b") as handle:
         handle.seek(second)
         handle.write(b"other\n")
-    with pytest.raises(iso.IsoError, match=r"^kargs don't match at all offsets! \(expected '.*', but offset "):
+    disagree = r"^kargs don't match at all offsets! \(expected '.*', but offset "
+    with pytest.raises(iso.IsoError, match=disagree):
         iso.show_kargs(fcos_iso)
 
 
@@ -234,7 +239,8 @@ def test_cli_round_trip(fcos_iso: Path, tmp_path: Path) -> None:
     assert cli("ignition", "embed", "-f", output, stdin=b"{}").returncode == 0
     assert cli("ignition", "show", output).stdout == b"{}"
 
-    assert cli("kargs", "modify", "-a", "console=ttyS0", "-d", "mitigations=auto,nosmt", output).returncode == 0
+    modified = cli("kargs", "modify", "-a", "console=ttyS0", "-d", "mitigations=auto,nosmt", output)
+    assert modified.returncode == 0
     shown = cli("kargs", "show", output).stdout.decode()
     assert shown == DEFAULT_KARGS.replace("mitigations=auto,nosmt ", "") + " console=ttyS0\n"
     assert cli("kargs", "show", "-d", output).stdout.decode() == DEFAULT_KARGS + "\n"
@@ -292,7 +298,8 @@ def test_network_needs_feature(tmp_path: Path) -> None:
         os.pwrite(fd, json.dumps({}).encode().ljust(record.length), record.offset)
     finally:
         os.close(fd)
-    with pytest.raises(iso.IsoError, match=r"^This OS image does not support customizing network settings\.$"):
+    unsupported = r"^This OS image does not support customizing network settings\.$"
+    with pytest.raises(iso.IsoError, match=unsupported):
         iso.embed_network(path, [tmp_path / "x"])
 
 

@@ -1,4 +1,4 @@
-"""tasks.iso against the ten real CoreOS test ISOs of coreos-installer (shared/fixtures/coreos-installer-isos)."""
+"""tasks.iso against coreos-installer's ten real CoreOS test ISOs (shared/fixtures/coreos-installer-isos)."""
 
 from __future__ import annotations
 
