@@ -22,33 +22,31 @@ WARN_DECIMAL_MODE = (
 def _is_typical_mode(mode: int, directory: bool) -> bool:
     """Butane's heuristic for modes a human plausibly meant (base/util/file.go)."""
     if mode == 0:
-        return True
-    user, group, other = (mode >> 6) & 7, (mode >> 3) & 7, mode & 7
-    special = (mode >> 9) & 7
-    setuid, setgid, sticky = special & 4, special & 2, special & 1
-    # more specific classes have every bit of the less specific ones
-    if (group & other) != other or (user & group) != group:
-        return False
-    for perms in (user, group, other):
-        if perms & 0o6 and not perms & 0o4:  # writable/executable but not readable
-            if perms & 0o2 or perms & 0o1:
-                return False
-    if not user & 0o4:
+        return True  # root ignores mode bits anyway
+    had_r = had_w = had_x = False
+    for perm in (mode & 0o7, (mode >> 3) & 0o7, (mode >> 6) & 0o7):  # other, group, user
+        r, w, x = bool(perm & 4), bool(perm & 2), bool(perm & 1)
+        # a more specific class has every bit of the less specific ones
+        if (had_r and not r) or (had_w and not w) or (had_x and not x):
+            return False
+        # executable here but a less specific class could read without executing
+        if x and had_r and not had_x:
+            return False
+        if (w or x) and not r:
+            return False
+        had_r, had_w, had_x = had_r or r, had_w or w, had_x or x
+    if not had_r:
         return False
     if directory:
-        if not (user & 1 or group & 1 or other & 1):
+        if not had_x or mode & 0o4000:
             return False
-        if setuid:
-            return False
-        writable = user & 2 or group & 2 or other & 2
-        if (setgid or sticky) and not writable:
+        if mode & 0o3000 and not had_w:
             return False
     else:
-        if sticky:
+        if mode & 0o6000 and (not had_x or mode & 0o2):
             return False
-        if setuid or setgid:
-            if not (user & 1 or group & 1 or other & 1) or other & 2:
-                return False
+        if mode & 0o1000:
+            return False
     return True
 
 
@@ -113,6 +111,9 @@ def validate_source(config: dict[str, Any], report: Report) -> None:
 
 # ------------------------------------------------------------------ generated (Ignition)
 
+_GUID_RE = re.compile(r"^(|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})$")
+_FS_LABEL_LIMITS = {"ext4": (16, "ext4"), "btrfs": (256, "btrfs"), "xfs": (12, "xfs"), "swap": (15, "swap"),
+                    "vfat": (11, "vfat")}
 UNIT_EXTENSIONS = (
     ".service", ".socket", ".device", ".mount", ".automount", ".swap", ".target",
     ".path", ".timer", ".snapshot", ".slice", ".scope",
@@ -177,7 +178,10 @@ class _Checker:
             self.error(res, "source", "invalid data url")
 
     def hash(self, verification: Obj, value: str) -> None:
-        function, _, digest = value.partition("-")
+        function, dash, digest = value.partition("-")
+        if not dash:
+            self.error(verification, "hash", "malformed hash specifier")
+            return
         sizes = {"sha512": 128}
         if self.minor >= 1:
             sizes["sha256"] = 64
@@ -257,7 +261,9 @@ class _Checker:
                       "raid5", "5", "raid6", "6", "raid10", "10"}
             level = raid.get("level")
             if level is not None and level not in levels and not (self.minor >= 6 and level == ""):
-                self.error(raid, "level", "raid level is invalid")
+                self.error(raid, "level", "unrecognized raid level")
+            if raid.get("spares", 0) > 0 and level in ("linear", "raid0", "0", "stripe"):
+                self.error(raid, "spares", "spares unsupported for arrays with a level greater than 0")
 
     def filesystems(self, storage: Obj) -> None:
         formats = set(FS_FORMATS_BY_MINOR)
@@ -273,8 +279,12 @@ class _Checker:
                     self.error(fs, "path", "path not absolute")
                 elif posixpath.normpath(path) != path:
                     self.error(fs, "path", "path is not fully simplified")
-            if not fs.get("device"):
-                self.error(fs, "device", "device is required")
+            if not fmt and (fs.get("path") or fs.get("label") or fs.get("uuid") or fs.get("options")):
+                self.error(fs, "format", "format cannot be empty when path, label, uuid, or options are specified")
+            label = fs.get("label")
+            limit = _FS_LABEL_LIMITS.get(fmt or "")
+            if label and limit and len(label) > limit[0]:
+                self.error(fs, "label", f"filesystem labels cannot be longer than {limit[0]} characters when using {limit[1]}")
         self.keyed_unique(storage.get("filesystems", []), "device")
 
     def disks(self, storage: Obj) -> None:
@@ -287,14 +297,16 @@ class _Checker:
                 number = part.get("number", 0)
                 if number:
                     if number in numbers:
-                        self.error(part, "number", "partition number is used more than once")
+                        self.error(part, "number", "partition numbers collide")
                     numbers.add(number)
                 label = part.get("label")
                 if label:
                     if len(label) > 36:
                         self.error(part, "label", "partition labels may not exceed 36 characters")
+                    if ":" in label:
+                        self.warn(part, "label", "partition label will be truncated to text before the colon")
                     if label in labels:
-                        self.error(part, "label", "partition label is used more than once")
+                        self.error(part, "label", "cannot use the same partition label twice")
                     labels.add(label)
         self.keyed_unique(storage.get("disks", []), "device")
 
