@@ -1,0 +1,68 @@
+// Shared helpers for the two templates: node lookup, Butane building blocks, k3s config.yaml.
+{
+  // Stamps and the data-safety marker all live here on the installed system (persistent /var).
+  stateDir: '/var/lib/k3s-autoinstall',
+  markerFile: self.stateDir + '/marker',
+  // The line that identifies an install of this cluster. It appears verbatim in the marker file
+  // and as a comment in a unit of the installed config (plain text in the Ignition JSON that
+  // coreos-installer leaves on the boot partition until first boot).
+  markerLine(cluster):: 'k3s-autoinstall-marker: cluster=%s' % cluster.name,
+
+  node(cluster, name)::
+    local found = [n for n in cluster.nodes if n.name == name];
+    assert std.length(found) == 1 : 'node %s is not in cluster.nodes' % name;
+    found[0],
+
+  servers(cluster):: [n for n in cluster.nodes if n.role == 'server'],
+
+  isFirstServer(cluster, node):: node.name == cluster.first_server,
+
+  // Servers after the first join one at a time: the k-th joining server waits k * stagger
+  // seconds once the first server's API answers. Agents do not become etcd members.
+  joinDelay(cluster, node)::
+    if node.role != 'server' || $.isFirstServer(cluster, node) then 0
+    else
+      local names = [n.name for n in $.servers(cluster)];
+      std.find(node.name, names)[0] * cluster.k3s.join_stagger_seconds,
+
+  // https://host:6443 → host (what goes into tls-san).
+  urlHost(url)::
+    local rest = std.lstripChars(std.substr(url, std.length('https://'), std.length(url)), '');
+    local hostport = std.split(rest, '/')[0];
+    if std.startsWith(hostport, '[') then std.split(std.substr(hostport, 1, std.length(hostport)), ']')[0]
+    else std.split(hostport, ':')[0],
+
+  rfc1123(name):: std.length(name) > 0 && std.length(name) <= 63 &&
+                  std.all([std.member('abcdefghijklmnopqrstuvwxyz0123456789-', c) for c in std.stringChars(name)]) &&
+                  !std.startsWith(name, '-') && !std.endsWith(name, '-'),
+
+  // A value for a systemd EnvironmentFile that bash can also source: single-quoted.
+  envFile(vars)::
+    std.join('', [
+      local v = if vars[k] == null then '' else std.toString(vars[k]);
+      assert std.length(std.findSubstr("'", v)) == 0 && std.length(std.findSubstr('\n', v)) == 0
+             : 'environment value for %s must not contain a quote or a newline' % k;
+      "%s='%s'\n" % [k, v]
+      for k in std.objectFields(vars)
+    ]),
+
+  file(path, text, mode=420, overwrite=true):: {
+    path: path,
+    mode: mode,
+    overwrite: overwrite,
+    contents: { inline: text },
+  },
+
+  script(path, text):: $.file(path, text, mode=493),
+
+  unit(name, text, enabled=true):: { name: name, enabled: enabled, contents: text },
+
+  users(cluster):: {
+    users: [{ name: 'core', ssh_authorized_keys: cluster.ssh_authorized_keys }],
+  },
+
+  // Minimal YAML for config.yaml: keys unquoted, strings JSON-quoted (valid YAML), lists as
+  // block sequences. Deterministic, no dependence on std.manifestYamlDoc's quoting choices.
+  yaml(obj)::
+    std.manifestYamlDoc(obj, indent_array_in_object=false, quote_keys=false) + '\n',
+}
