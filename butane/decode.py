@@ -78,6 +78,15 @@ class _Decoder:
         except YamlError as exc:
             raise ButaneError(f"error at {path_text(path)}, line {exc.line} col {exc.col}: {exc.message}") from None
         if typ == "str":
+            if tag == "!!binary":
+                import base64
+                import binascii
+
+                try:
+                    return base64.b64decode("".join(node.value.split())).decode("utf-8", errors="replace")
+                except (binascii.Error, ValueError):
+                    raise ButaneError(f"error at {path_text(path)}, line {node.line} col {node.col}: "
+                                      "!!binary value contains invalid base64 data") from None
             return node.value
         if typ == "int":
             if tag == "!!int":

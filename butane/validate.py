@@ -345,7 +345,7 @@ class _Checker:
                     problem = parse_unit(dropin["contents"])
                     if isinstance(problem, str):
                         self.error(dropin, "contents", f"invalid unit content: {problem}")
-            if unit.get("enabled") is True and options is not None and contents:
+            if unit.get("enabled") is True and options is not None:
                 if not any(section == "Install" for section, _ in options):
                     self.warn(
                         unit, "enabled", f'unit "{name}" is enabled, but has no install section so enable does nothing'

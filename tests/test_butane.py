@@ -868,3 +868,52 @@ def test_apply_with_real_ignition(tmp_path: Path, request: pytest.FixtureRequest
     assert os.readlink(units / "docker.service") == "/dev/null"
     preset = (etc / "systemd" / "system-preset" / "20-ignition.preset").read_text()
     assert "enable hello.service" in preset
+
+
+# ---------------------------------------------------------------------------- vectors from Butane's tables
+
+# base/v0_4/translate_test.go TestTranslateFile: "zzz…" gzips, random bytes base64, "invalid"
+# compression keeps the user's value and never recompresses.
+ZZZ = "z" * 151
+RANDOM = b"\xc0\x9cl\x01\x89i\xa5\xbfW\xe4\x1b\xf4J_\xb79P\xa3#\xa7"
+
+
+def test_butane_table_file_encodings(tmp_path: Path) -> None:
+    (tmp_path / "file-1").write_text("file contents\n")
+    (tmp_path / "file-3").write_bytes(RANDOM)
+    (tmp_path / "subdir").mkdir()
+    (tmp_path / "subdir" / "file-4").write_text("subdir file contents\n")
+    out, _ = transpile(textwrap.dedent(f"""\
+        variant: fcos
+        version: 1.4.0
+        storage:
+          files:
+            - path: /foo
+              contents:
+                inline: {ZZZ}
+              append:
+                - local: file-3
+                - local: subdir/file-4
+                - inline: hello
+                  compression: gzip
+                - local: file-1
+    """), files_dir=tmp_path)
+    file = json.loads(out)["storage"]["files"][0]
+    assert file["contents"]["compression"] == "gzip"
+    assert decode_data_url(file["contents"]["source"], "gzip") == ZZZ.encode()
+    assert file["append"] == [
+        {"compression": "", "source": "data:;base64,wJxsAYlppb9X5Bv0Sl+3OVCjI6c="},
+        {"compression": "", "source": "data:,subdir%20file%20contents%0A"},
+        {"compression": "gzip", "source": "data:,hello"},
+        {"compression": "", "source": "data:,file%20contents%0A"},
+    ]
+    # a user-set compression is kept and the data is never recompressed
+    from butane.dataurl import make_data_url
+
+    assert make_data_url(ZZZ.encode(), "invalid") == ("data:," + ZZZ, None)
+    assert "error at $.storage.files.0.contents.local" in error_of(
+        "variant: fcos\nversion: 1.4.0\nstorage:\n  files:\n    - path: /foo\n      contents:\n"
+        "        local: file-missing\n", files_dir=tmp_path)
+    assert f"open {tmp_path}/file-missing: no such file or directory" in error_of(
+        "variant: fcos\nversion: 1.4.0\nstorage:\n  files:\n    - path: /foo\n      contents:\n"
+        "        local: file-missing\n", files_dir=tmp_path)
