@@ -143,19 +143,21 @@ class _Checker:
             self.url(res, source)
         verification = res.get("verification")
         if verification and verification.get("hash") is not None:
+            if source is None:
+                self.error(verification, "hash", "source must be specified if verification is specified")
             self.hash(verification, verification["hash"])
         headers = res.get("httpHeaders") or []
         if headers:
             scheme = urlsplit(source).scheme if source else ""
             if scheme not in ("http", "https"):
-                self.error(res, "httpHeaders", "cannot use httpHeaders with a non-http(s) url")
+                self.error(res, "httpHeaders", "cannot use HTTP headers with this source scheme")
             seen: set[str] = set()
             for header in headers:
                 name = header.get("name", "")
                 if not name:
-                    self.error(header, "name", "header requires a name")
+                    self.error(header, "name", "HTTP header name can't be empty")
                 elif name in seen:
-                    self.error(header, "name", "cannot have duplicate header names")
+                    self.error(header, None, "duplicate entry defined")
                 seen.add(name)
 
     def url(self, res: Obj, source: str) -> None:
@@ -210,6 +212,8 @@ class _Checker:
         mode = node.get("mode")
         if mode is not None and not 0 <= mode <= 0o7777:
             self.error(node, "mode", "illegal file mode")
+        elif mode is not None and mode & 0o7000 and self.minor <= 4:
+            self.warn(node, "mode", "setuid/setgid/sticky bits are not supported in spec versions older than 3.4.0")
 
     def storage(self, storage: Obj) -> None:
         seen: dict[str, bool] = {}
@@ -248,14 +252,22 @@ class _Checker:
         for luks in storage.get("luks", []):
             if luks.get("keyFile"):
                 self.resource(luks["keyFile"])
-            if not luks.get("name"):
-                self.error(luks, "name", "name is required")
+            if "/" in luks.get("name", ""):
+                self.error(luks, "name", "device names cannot contain slashes")
+            if len(luks.get("label") or "") > 47:
+                self.error(luks, "label", "luks device labels cannot be longer than 47 characters")
+            custom = (luks.get("clevis") or {}).get("custom") or {}
+            if custom:
+                if not custom.get("pin"):
+                    self.error(custom, "pin", "missing required custom clevis pin")
+                elif custom["pin"] not in ("tpm2", "tang", "sss"):
+                    self.error(custom, "pin", "unsupported clevis pin")
+                if not custom.get("config"):
+                    self.error(custom, "config", "missing required custom clevis config")
             clevis = luks.get("clevis") or {}
             if clevis.get("custom") and (clevis.get("tpm2") is True or clevis.get("tang") or
                                          clevis.get("threshold", 0) > 0):
                 self.error(clevis, "custom", "cannot use custom clevis config with tpm2, tang, or threshold")
-            if self.minor < 6 and not luks.get("device"):
-                self.error(luks, "device", "device is required")
         for raid in storage.get("raid", []):
             levels = {"linear", "raid0", "0", "stripe", "raid1", "1", "mirror", "raid4", "4",
                       "raid5", "5", "raid6", "6", "raid10", "10"}
@@ -263,7 +275,7 @@ class _Checker:
             if level is not None and level not in levels and not (self.minor >= 6 and level == ""):
                 self.error(raid, "level", "unrecognized raid level")
             if raid.get("spares", 0) > 0 and level in ("linear", "raid0", "0", "stripe"):
-                self.error(raid, "spares", "spares unsupported for arrays with a level greater than 0")
+                self.error(raid, "spares", "spares unsupported for linear and raid0 arrays")
 
     def filesystems(self, storage: Obj) -> None:
         formats = set(FS_FORMATS_BY_MINOR)
@@ -279,8 +291,10 @@ class _Checker:
                     self.error(fs, "path", "path not absolute")
                 elif posixpath.normpath(path) != path:
                     self.error(fs, "path", "path is not fully simplified")
-            if not fmt and (fs.get("path") or fs.get("label") or fs.get("uuid") or fs.get("options")):
-                self.error(fs, "format", "format cannot be empty when path, label, uuid, or options are specified")
+            if not fmt and any(fs.get(k) not in (None, [], "") for k in
+                               ("path", "label", "uuid", "wipeFilesystem", "options", "mountOptions")):
+                self.error(fs, "format", "format cannot be empty when path, label, uuid, wipeFilesystem, options, "
+                           "or mountOptions is specified")
             label = fs.get("label")
             limit = _FS_LABEL_LIMITS.get(fmt or "")
             if label and limit and len(label) > limit[0]:
@@ -370,13 +384,21 @@ class _Checker:
     def ignition(self, ignition: Obj) -> None:
         cfg = ignition.get("config") or {}
         for res in cfg.get("merge", []):
+            if res.get("source") is None:
+                self.error(res, "source", "source is required")
             self.resource(res)
         if cfg.get("replace"):
             self.resource(cfg["replace"])
         tls = (ignition.get("security") or {}).get("tls") or {}
         for res in tls.get("certificateAuthorities", []):
+            if res.get("source") is None:
+                self.error(res, "source", "source is required")
             self.resource(res)
         proxy = ignition.get("proxy") or {}
+        for key in ("httpProxy", "httpsProxy"):
+            value = proxy.get(key)
+            if value and urlsplit(value).scheme not in ("http", "https"):
+                self.error(proxy, key, "proxies must be http(s)")
         if proxy.get("httpsProxy", "").startswith("http://"):
             self.warn(proxy, "httpsProxy", "insecure plaintext HTTP proxy specified for HTTPS resources")
 
