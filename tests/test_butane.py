@@ -917,3 +917,57 @@ def test_butane_table_file_encodings(tmp_path: Path) -> None:
     assert f"open {tmp_path}/file-missing: no such file or directory" in error_of(
         "variant: fcos\nversion: 1.4.0\nstorage:\n  files:\n    - path: /foo\n      contents:\n"
         "        local: file-missing\n", files_dir=tmp_path)
+
+
+# ---------------------------------------------------------------------------- ignition section
+
+IGNITION_SECTION = """\
+variant: fcos
+version: 1.1.0
+ignition:
+  config:
+    merge:
+      - source: https://example.com/a.ign
+        http_headers:
+          - name: Authorization
+            value: Bearer x
+    replace:
+      inline: '{"ignition":{"version":"3.1.0"}}'
+  proxy:
+    http_proxy: http://proxy:3128
+    https_proxy: https://proxy:3128
+    no_proxy: [localhost]
+  security:
+    tls:
+      certificate_authorities:
+        - inline: "-----BEGIN CERTIFICATE-----\\n"
+  timeouts:
+    http_response_headers: 10
+    http_total: 60
+"""
+
+
+def test_ignition_section() -> None:
+    assert bu(IGNITION_SECTION) == (
+        '{"ignition":{"config":{"merge":[{"httpHeaders":[{"name":"Authorization","value":"Bearer x"}],'
+        '"source":"https://example.com/a.ign"}],"replace":{"compression":"",'
+        '"source":"data:;base64,eyJpZ25pdGlvbiI6eyJ2ZXJzaW9uIjoiMy4xLjAifX0="}},'
+        '"proxy":{"httpProxy":"http://proxy:3128","httpsProxy":"https://proxy:3128","noProxy":["localhost"]},'
+        '"security":{"tls":{"certificateAuthorities":[{"compression":"",'
+        '"source":"data:,-----BEGIN%20CERTIFICATE-----%0A"}]}},'
+        '"timeouts":{"httpResponseHeaders":10,"httpTotal":60},"version":"3.1.0"}}'
+    )
+    # fcos 1.0.0 has no proxy and no inline/http_headers for config references
+    warns = [w for w in warnings_of(IGNITION_SECTION.replace("1.1.0", "1.0.0").replace(
+        "      inline: '{\"ignition\":{\"version\":\"3.1.0\"}}'", "      source: https://example.com/r.ign").replace(
+        '        - inline: "-----BEGIN CERTIFICATE-----\\n"', "        - source: https://example.com/ca.pem"))]
+    assert [w.split(": ", 1)[1] for w in warns] == ["Unused key http_headers", "Unused key proxy"]
+    assert "proxies must be http(s)" in error_of(IGNITION_SECTION.replace("http://proxy", "ftp://proxy"))
+    assert "insecure plaintext HTTP proxy" in warnings_of(IGNITION_SECTION.replace("https://proxy", "http://proxy"))[0]
+
+
+def test_special_mode_bits_warn_before_ignition_3_4() -> None:
+    text = "variant: fcos\nversion: 1.4.0\nstorage:\n  directories:\n    - path: /scratch\n      mode: 01777\n"
+    assert warnings_of(text) == ["warning at $.storage.directories.0.mode, line 6 col 13: "
+                                 "setuid/setgid/sticky bits are not supported in spec versions older than 3.4.0"]
+    assert warnings_of(text.replace("1.4.0", "1.5.0")) == []
