@@ -49,9 +49,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         output, warnings = transpile(text, files_dir=args.files_dir, pretty=args.pretty)
     except ButaneError as exc:
-        for line in exc.entries:
-            print(line, file=sys.stderr)
-        print("Error translating config", file=sys.stderr)
+        if exc.entries == [str(exc)]:
+            print(f"Error translating config: {exc}", file=sys.stderr)
+        else:
+            for line in exc.entries:
+                print(line, file=sys.stderr)
+            print(f"Error translating config: {exc.summary}", file=sys.stderr)
         return 1
     for line in warnings:
         print(line, file=sys.stderr)

@@ -23,6 +23,8 @@ SUPPORTED_VERSIONS = {
     "1.5.0": "3.4.0",
     "1.6.0": "3.5.0",
 }
+SOURCE_INVALID = "source config is invalid"
+GENERATED_INVALID = "config generated was invalid"
 _SEMVER = re.compile(
     r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(-[0-9A-Za-z-]+(\.[0-9A-Za-z-]+)*)?(\+[0-9A-Za-z-]+(\.[0-9A-Za-z-]+)*)?$"
 )
@@ -108,20 +110,21 @@ def transpile(
     from .fcos import validate_fcos
 
     validate_fcos(config, minor, report)
-    report.raise_if_fatal()
+    report.raise_if_fatal(SOURCE_INVALID)
 
     translator = Translator(minor, str(files_dir) if files_dir is not None else None, report)
     ignition = translator.translate(config, target)
-    report.raise_if_fatal()
+    report.raise_if_fatal(SOURCE_INVALID)
     ignition = _apply_fcos_sugar(config, minor, ignition, report)
 
     _prune(ignition)
     if "ignition" not in ignition:
         ignition.put("ignition", Obj(("ignition",), version=target))
     validate_generated(ignition, minor, report)
-    report.raise_if_fatal()
+    report.raise_if_fatal(GENERATED_INVALID)
 
     warnings = report.lines()
     if strict and warnings:
-        raise ButaneError(f"{warnings[0]} (config produced warnings and strict was specified)", warnings)
+        raise ButaneError(f"{warnings[0]} (config produced warnings and strict was specified)", warnings,
+                          "Config produced warnings and --strict was specified")
     return dumps(ignition, pretty=pretty), warnings

@@ -10,9 +10,11 @@ Path = tuple  # of str keys and int list indices
 class ButaneError(Exception):
     """Translation failed; str() is one line naming the YAML path and line."""
 
-    def __init__(self, message: str, entries: list[str] | None = None) -> None:
+    def __init__(self, message: str, entries: list[str] | None = None, summary: str | None = None) -> None:
         super().__init__(message)
-        self.entries = entries or [message]
+        self.entries = entries if entries is not None else [message]
+        # what Butane's CLI prints after "Error translating config: "
+        self.summary = summary or message
 
 
 def path_text(path: Path) -> str:
@@ -78,9 +80,9 @@ class Report:
     def lines(self) -> list[str]:
         return [entry.render() for entry in self.entries]
 
-    def raise_if_fatal(self) -> None:
+    def raise_if_fatal(self, summary: str) -> None:
         if not self.fatal:
             return
         lines = self.lines()
         first_error = next(e.render() for e in self.entries if e.kind == "error")
-        raise ButaneError(first_error, lines)
+        raise ButaneError(first_error, lines, summary)

@@ -87,8 +87,6 @@ def _required_fields(minor: int) -> dict[str, dict[str, Any]]:
         required["Raid"]["level"] = ""
     if minor < 5:  # link target became optional in Ignition 3.4
         required["Link"]["target"] = ""
-    if minor == 0:  # Ignition 3.0 CaReference.source was a plain string
-        required["CaReference"] = {"source": ""}
     return required
 
 
@@ -114,12 +112,7 @@ class Translator:
         for key, item in value.items():
             if key in BUTANE_ONLY:
                 continue
-            sub = fields[key]
-            if typ == "ConfigResource" and self.minor == 0 and ypath[:3] == ("ignition", "security", "tls"):
-                sub_typ = sub
-            else:
-                sub_typ = sub
-            obj.put(camel(key), self.rename(item, sub_typ, ypath + (key,)), ypath + (key,))
+            obj.put(camel(key), self.rename(item, fields[key], ypath + (key,)), ypath + (key,))
         hook = getattr(self, f"_finish_{typ}", None)
         if hook is not None:
             hook(value, obj, ypath)

@@ -424,8 +424,6 @@ def parse_unit(contents: str) -> list[tuple[str, str]] | str:
             continue
         if "=" not in line:
             return "unexpected newline encountered while parsing option name"
-        if section is None:
-            return "found option outside of section"
         name, _, value = line.partition("=")
         while value.endswith("\\") and index < len(lines):
             value = value[:-1] + " " + lines[index].strip()
