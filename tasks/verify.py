@@ -1,0 +1,287 @@
+"""Step 2, verify: trust the downloaded ISO only after its sha256 and its Fedora signature check out.
+
+The signature is checked with gpgv against a keyring holding *only* the keys pinned by full
+fingerprint in `fcos.fingerprints` (exported from the fetched keyring in a throw-away GnuPG home),
+and gpgv's `VALIDSIG` status line must name a pinned key (a signing subkey counts as its primary)
+with a SHA-256 or stronger digest. Binary and text-mode signatures, armored or not, all work: gpgv
+handles them. The sha256 is computed while gpgv runs (one read of the ISO each, in parallel) and
+compared with the stream metadata's.
+
+Only then is the ISO published, at static paths downstream tasks depend on:
+build/fcos/fedora-coreos-live.<arch>.iso (a hard link to the download, so no copy) and
+build/fcos/verified.json (release, sha256, signer…: it changes whenever the ISO does).
+A failed check leaves any earlier verified ISO alone and moves the download aside to
+build/fcos/rejected/REJECTED-<name>, so the next fetch downloads it afresh.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import tempfile
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from doit.tools import config_changed
+
+from tasks import config as config_module
+from tasks.common import FCOS_DIR, BuildError, TaskDict, action, log, write_atomic
+from tasks.download import CHUNK
+from tasks.fetch import KEYRING_FILE, RELEASE_FILE, Release, download_paths, load_config, read_recorded
+
+VERIFIED_STAMP = FCOS_DIR / "verified.json"
+REJECTED_DIR = FCOS_DIR / "rejected"
+STRONG_DIGESTS = {8: "SHA256", 9: "SHA384", 10: "SHA512"}  # OpenPGP hash algorithm ids
+
+
+def verified_iso_path(architecture: str) -> Path:
+    return FCOS_DIR / f"fedora-coreos-live.{architecture}.iso"
+
+
+def verified_paths(config: config_module.Config) -> tuple[Path, Path]:
+    """(verified ISO, stamp): what `embed` lists in file_dep. Static for a given architecture."""
+    return verified_iso_path(config.fcos.architecture), VERIFIED_STAMP
+
+
+@dataclass(frozen=True)
+class Key:
+    primary: str  # fingerprint of the primary key
+    fingerprints: tuple[str, ...]  # primary and subkeys
+    uid: str
+
+
+@dataclass(frozen=True)
+class GoodSignature:
+    signer: str  # primary fingerprint of the key that signed
+    signing_key: str  # the (sub)key that made the signature
+    digest: str
+
+
+# --- pure parsing ----------------------------------------------------------------------------------------
+
+def parse_key_listing(colons: str) -> list[Key]:
+    """`gpg --with-colons --list-keys` → keys with their primary and subkey fingerprints."""
+    keys: list[Key] = []
+    fingerprints: list[str] = []  # the first fpr after "pub" is the primary's, then the subkeys'
+    uid = ""
+
+    def flush() -> None:
+        if fingerprints:
+            keys.append(Key(primary=fingerprints[0], fingerprints=tuple(fingerprints), uid=uid))
+
+    for line in colons.splitlines():
+        fields = line.split(":")
+        if fields[0] == "pub":
+            flush()
+            fingerprints, uid = [], ""
+        elif fields[0] == "fpr" and len(fields) > 9:
+            fingerprints.append(fields[9].upper())
+        elif fields[0] == "uid" and not uid and len(fields) > 9:
+            uid = fields[9]
+    flush()
+    return keys
+
+
+def trusted_keys(keys: Iterable[Key], pinned: Iterable[str]) -> list[Key]:
+    """Keys whose primary or one of whose subkeys is pinned by full fingerprint."""
+    wanted = {fp.upper() for fp in pinned}
+    return [key for key in keys if wanted & set(key.fingerprints)]
+
+
+def status_lines(status: str) -> list[list[str]]:
+    return [line.split()[1:] for line in status.splitlines() if line.startswith("[GNUPG:] ")]
+
+
+def good_signature(status: str, pinned: Iterable[str]) -> GoodSignature | None:
+    """The VALIDSIG by a pinned key with a strong digest, if gpgv's status output has one."""
+    wanted = {fp.upper() for fp in pinned}
+    for words in status_lines(status):
+        # VALIDSIG <fpr> <date> <timestamp> <expire> <version> <reserved> <pk-algo> <hash-algo> <class> <primary>
+        if words[0] == "VALIDSIG" and len(words) >= 11:
+            key, primary, digest = words[1].upper(), words[10].upper(), int(words[8])
+            if (primary in wanted or key in wanted) and digest in STRONG_DIGESTS:
+                return GoodSignature(signer=primary, signing_key=key, digest=STRONG_DIGESTS[digest])
+    return None
+
+
+def explain_failure(status: str, stderr: str, *, iso: Path, signature: Path, keys: list[Key],
+                    pinned: tuple[str, ...]) -> str:
+    """One line saying why gpgv did not accept the signature."""
+    words_list = status_lines(status)
+    kinds = {words[0]: words for words in words_list}
+    if "BADSIG" in kinds:
+        return f"BAD signature: {iso} does not match {signature} (key {kinds['BADSIG'][1]}): corrupt or tampered"
+    if "NODATA" in kinds or "NO_DATA" in kinds:
+        return f"{signature} holds no OpenPGP signature"
+    if "NO_PUBKEY" in kinds or ("ERRSIG" in kinds and kinds["ERRSIG"][6:7] == ["9"]):
+        errsig = kinds.get("ERRSIG", [])
+        issuer = (errsig[7] if len(errsig) > 7 and errsig[7] != "-" else "") or \
+            (kinds.get("NO_PUBKEY") or errsig)[1]
+        issuer = issuer.upper()
+        known = [key for key in keys if any(fp.endswith(issuer) for fp in key.fingerprints)]
+        where = (f"in the keyring as {known[0].primary} {known[0].uid!r} but not pinned in fcos.fingerprints"
+                 if known else "not in the keyring")
+        return f"{signature} is signed by key {issuer}, which is not trusted ({where})"
+    for words in words_list:
+        if words[0] in ("EXPKEYSIG", "REVKEYSIG", "EXPSIG"):
+            return f"{signature}: {words[0]} (the signing key is expired or revoked)"
+        if words[0] == "VALIDSIG" and len(words) >= 9 and int(words[8]) not in STRONG_DIGESTS:
+            return f"{signature} uses a weak digest (OpenPGP hash algorithm {words[8]}); SHA-256 or better required"
+    tail = stderr.strip().splitlines()[-1:] or ["no details"]
+    return f"gpgv did not accept {signature}: {tail[0]}"
+
+
+# --- gpg ---------------------------------------------------------------------------------------------
+
+def gpg(home: Path, *args: str) -> subprocess.CompletedProcess[bytes]:
+    try:
+        return subprocess.run(["gpg", "--homedir", os.fspath(home), "--batch", "--no-autostart",
+                               "--no-tty", *args], capture_output=True, check=False)
+    except FileNotFoundError:
+        raise BuildError("gpg not found", hint="install GnuPG (apt install gnupg / dnf install gnupg2)") from None
+
+
+def keys_in(keyring: Path, home: Path) -> list[Key]:
+    imported = gpg(home, "--import", os.fspath(keyring))
+    listing = gpg(home, "--with-colons", "--fingerprint", "--fingerprint", "--list-keys")
+    keys = parse_key_listing(listing.stdout.decode(errors="replace"))
+    if not keys:
+        detail = imported.stderr.decode(errors="replace").strip().splitlines()[-1:] or [""]
+        raise BuildError(f"keyring {keyring} holds no usable OpenPGP public key ({detail[0]})",
+                         hint="check fcos.keyring")
+    return keys
+
+
+def check_signature(iso: Path, signature: Path, keyring: Path,
+                    pinned: tuple[str, ...]) -> tuple[GoodSignature, str]:
+    """Run gpgv with only the pinned keys while hashing the ISO; return the signature and the sha256."""
+    with tempfile.TemporaryDirectory(prefix="fcos-gpg-") as tmp:
+        home = Path(tmp)
+        home.chmod(0o700)
+        keys = keys_in(keyring, home)
+        trusted = trusted_keys(keys, pinned)
+        if not trusted:
+            present = ", ".join(key.primary for key in keys)
+            raise BuildError(f"none of the {len(pinned)} keys pinned in fcos.fingerprints is in the keyring "
+                             f"{keyring} (it holds {present})",
+                             hint="check fcos.keyring and fcos.fingerprints")
+        exported = gpg(home, "--export", *(key.primary for key in trusted)).stdout
+        trusted_ring = home / "trusted.gpg"
+        trusted_ring.write_bytes(exported)
+        argv = ["gpgv", "--homedir", os.fspath(home), "--status-fd", "1", "--keyring", os.fspath(trusted_ring),
+                os.fspath(signature), os.fspath(iso)]
+        try:
+            gpgv = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        except FileNotFoundError:
+            raise BuildError("gpgv not found", hint="install gpgv (apt install gpgv / dnf install gnupg2)") from None
+        try:
+            sha256 = sha256_of(iso)  # meanwhile: gpgv and hashlib each read the file on their own core
+        finally:
+            out, err = gpgv.communicate()
+        status, stderr = out.decode(errors="replace"), err.decode(errors="replace")
+        good = good_signature(status, pinned) if gpgv.returncode == 0 else None
+        if good is None:
+            raise VerificationError(explain_failure(status, stderr, iso=iso, signature=signature, keys=keys,
+                                                    pinned=pinned))
+        return good, sha256
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+class VerificationError(BuildError):
+    """The download itself is bad: it gets moved aside."""
+
+
+# --- publishing ------------------------------------------------------------------------------------------
+
+def stamp_content(release: Release, sha256: str, good: GoodSignature) -> dict[str, Any]:
+    """What the verified ISO is; no timestamps, so re-verifying the same ISO changes nothing downstream."""
+    return {"release": release.release, "stream": release.stream, "architecture": release.architecture,
+            "iso_name": release.iso_name, "sha256": sha256, "sha256_source": release.sha256_source,
+            "signer": good.signer, "signing_key": good.signing_key, "digest": good.digest,
+            "source": release.location, "size": release.size}
+
+
+def publish(iso: Path, verified: Path) -> None:
+    """Hard-link (or copy) the download onto the verified path atomically."""
+    tmp = verified.with_name(f".{verified.name}.{os.getpid()}.part")
+    tmp.unlink(missing_ok=True)
+    try:
+        os.link(iso, tmp)
+    except OSError:  # another filesystem, or no hard links: copy
+        import shutil
+
+        shutil.copyfile(iso, tmp)
+    os.replace(tmp, verified)
+
+
+def reject(iso: Path, signature: Path, iso_name: str, reason: str) -> Path:
+    """Move a download that failed verification aside, under an unmistakable name."""
+    REJECTED_DIR.mkdir(parents=True, exist_ok=True)
+    for old in REJECTED_DIR.iterdir():  # keep one: ISOs are big
+        old.unlink()
+    rejected = REJECTED_DIR / f"REJECTED-{iso_name}"
+    os.replace(iso, rejected)
+    if signature.exists():
+        os.replace(signature, rejected.with_name(rejected.name + ".sig"))
+    (REJECTED_DIR / "REASON.txt").write_text(reason + "\n")
+    return rejected
+
+
+def verify_release(release_file: Path, iso: Path, signature: Path, keyring: Path, pinned: tuple[str, ...],
+                   verified: Path, stamp: Path) -> dict[str, Any]:
+    release = read_recorded(release_file)
+    if release is None:
+        raise BuildError(f"{release_file} is missing or unreadable", hint="run `doit fetch`")
+    for needed in (iso, signature, keyring):
+        if not needed.is_file():
+            raise BuildError(f"{needed} is missing", hint="run `doit fetch`")
+    expected = release.sha256 or release.downloaded_sha256
+    try:
+        good, sha256 = check_signature(iso, signature, keyring, pinned)
+        if expected and sha256 != expected:
+            raise VerificationError(f"sha256 mismatch: {iso} has {sha256}, the {release.sha256_source} says "
+                                    f"{expected}")
+    except VerificationError as error:
+        rejected = reject(iso, signature, release.iso_name, error.message)
+        raise BuildError(f"{error.message}; moved aside to {rejected}",
+                         hint="run doit again to download afresh; if it repeats, do not trust the source") from None
+    if not release.sha256:
+        log(f"{release.iso_name}: no published sha256 for this release; the signature alone vouches for it")
+    publish(iso, verified)
+    content = stamp_content(release, sha256, good)
+    write_atomic(stamp, json.dumps(content, indent=2, sort_keys=True) + "\n")
+    log(f"verified {release.iso_name}: sha256 {sha256}, signed by {good.signer} ({good.digest})")
+    return content
+
+
+@action
+def verify(release_file: Path, iso: Path, signature: Path, keyring: Path, pinned: tuple[str, ...],
+           verified: Path, stamp: Path) -> None:
+    verify_release(release_file, iso, signature, keyring, pinned, verified, stamp)
+
+
+def task_verify() -> Iterator[TaskDict]:
+    """Check the ISO's sha256 and Fedora signature (pinned keys only), then publish it for embed."""
+    config = load_config()
+    iso, signature = download_paths(config.fcos.architecture)
+    verified, stamp = verified_paths(config)
+    pinned = tuple(config.fcos.fingerprints)
+    yield {
+        "basename": "verify",
+        "doc": "Check the ISO's sha256 and Fedora signature (pinned keys only), then publish it for embed",
+        "actions": [(verify, [RELEASE_FILE, iso, signature, KEYRING_FILE, pinned, verified, stamp])],
+        "file_dep": [RELEASE_FILE, KEYRING_FILE, signature, iso],
+        "targets": [verified, stamp],  # no "clean": `doit clean` must never delete the verified ISO
+        "uptodate": [config_changed(config.verify_slice())],
+    }
