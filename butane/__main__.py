@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         output, warnings = transpile(text, files_dir=args.files_dir, pretty=args.pretty)
     except ButaneError as exc:
-        if exc.entries == [str(exc)]:
+        if exc.summary == str(exc):
             print(f"Error translating config: {exc}", file=sys.stderr)
         else:
             for line in exc.entries:
