@@ -1,0 +1,365 @@
+"""The two Ignition configs per node, for jsonnet/examples/three-nodes.jsonnet (server, server, agent).
+
+Rendered with tasks.render, transpiled with our butane, inlined with tasks.inline; then checked with
+Debian's ignition-validate and applied (files stage) into a scratch root with the real Ignition.
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import gzip
+import json
+import os
+import shutil
+import stat
+import subprocess
+import tempfile
+import urllib.parse
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tasks import config
+from tasks.inline import NESTED_CONFIG_PATH, inline_config
+from tasks.render import render_butane
+from tests.tools import REPO, require_root, require_tool
+
+EXAMPLE = REPO / "jsonnet" / "examples" / "three-nodes.jsonnet"
+INSTALLED = REPO / "jsonnet" / "k3s-autoinstall.bu.jsonnet"
+LIVE = REPO / "jsonnet" / "coreos-autoinstall.fcc.jsonnet"
+TOKEN = "K10test-token-0123456789abcdef"
+NODES = ("k3s-server-1", "k3s-server-2", "k3s-agent-1")
+IGNITION_BINARY = Path("/usr/lib/dracut/modules.d/30ignition/ignition")
+
+
+def fake_ssh_key(comment: str) -> config.SshKey:
+    blob = len(b"ssh-ed25519").to_bytes(4, "big") + b"ssh-ed25519" + (32).to_bytes(4, "big") + bytes(range(32))
+    line = f"ssh-ed25519 {base64.b64encode(blob).decode()} {comment}"
+    config.parse_ssh_key("keys/test.pub", line)  # the key is well-formed
+    return config.SshKey(path="keys/test.pub", line=line)
+
+
+@functools.cache
+def cluster_config(example: Path = EXAMPLE) -> config.Config:
+    import _jsonnet
+
+    raw = json.loads(_jsonnet.evaluate_file(os.fspath(example)))
+    return config.parse(raw, os.fspath(example), ssh_keys=(fake_ssh_key("admin@example"),),
+                        read_file=lambda path: f"# manifest {path}\napiVersion: v1\nkind: Namespace\n")
+
+
+@functools.cache
+def rendered(node: str) -> dict[str, str]:
+    """Butane and Ignition text of both configs of one node."""
+    import butane
+
+    cluster = cluster_config().template_input()
+    installed_bu = render_butane(INSTALLED, cluster, node, TOKEN)
+    live_bu = render_butane(LIVE, cluster, node)
+    installed_ign, warnings = butane.transpile(installed_bu, strict=True)
+    assert not warnings
+    inlined = inline_config(live_bu, installed_ign)
+    live_ign, warnings = butane.transpile(inlined, strict=True)
+    assert not warnings
+    return {"installed_bu": installed_bu, "live_bu": live_bu, "installed_ign": installed_ign,
+            "live_ign": live_ign}
+
+
+def decode_source(source: str, compression: str | None = None) -> bytes:
+    """An Ignition data URL's bytes."""
+    assert source.startswith("data:")
+    meta, _, data = source[5:].partition(",")
+    raw = base64.b64decode(data) if meta.endswith(";base64") else urllib.parse.unquote_to_bytes(data)
+    return gzip.decompress(raw) if compression == "gzip" else raw
+
+
+def ignition_files(ignition_text: str) -> dict[str, tuple[int | None, str]]:
+    """path → (mode, text) for every storage.files entry."""
+    doc = json.loads(ignition_text)
+    out = {}
+    for entry in doc.get("storage", {}).get("files", []):
+        contents = entry.get("contents") or {}
+        text = decode_source(contents["source"], contents.get("compression")).decode() \
+            if contents.get("source") else ""
+        out[entry["path"]] = (entry.get("mode"), text)
+    return out
+
+
+def ignition_units(ignition_text: str) -> dict[str, dict]:
+    return {unit["name"]: unit for unit in json.loads(ignition_text).get("systemd", {}).get("units", [])}
+
+
+def k3s_config(node: str) -> dict:
+    return yaml.safe_load(ignition_files(rendered(node)["installed_ign"])["/etc/rancher/k3s/config.yaml"][1])
+
+
+# --- the rendered configs ----------------------------------------------------------------------
+
+@pytest.mark.parametrize("node", NODES)
+def test_butane_is_fcos_1_4_and_live_config_carries_the_nested_one(node: str) -> None:
+    docs = rendered(node)
+    for key in ("installed_bu", "live_bu"):
+        doc = yaml.safe_load(docs[key])
+        assert (doc["variant"], doc["version"]) == ("fcos", "1.4.0")
+    for key in ("installed_ign", "live_ign"):
+        assert json.loads(docs[key])["ignition"]["version"] == "3.3.0"
+    live_files = ignition_files(docs["live_ign"])
+    mode, nested = live_files[NESTED_CONFIG_PATH]
+    assert mode == 0o600
+    assert json.loads(nested) == json.loads(docs["installed_ign"])
+    # The live template declares the slot empty, for `inline` to fill in.
+    slot = [f for f in yaml.safe_load(docs["live_bu"])["storage"]["files"] if f["path"] == NESTED_CONFIG_PATH]
+    assert slot == [{"path": NESTED_CONFIG_PATH, "mode": 0o600, "contents": {"inline": ""}}]
+
+
+@pytest.mark.parametrize("node", NODES)
+def test_ignition_validate_accepts_both_configs(node: str, tmp_path: Path) -> None:
+    require_tool("ignition-validate")
+    for key in ("installed_ign", "live_ign"):
+        path = tmp_path / f"{key}.ign"
+        path.write_text(rendered(node)[key])
+        result = subprocess.run(["ignition-validate", os.fspath(path)], capture_output=True, text=True)
+        assert result.returncode == 0, f"{node} {key}: {result.stdout}{result.stderr}"
+
+
+def test_roles_cluster_init_join_and_tls_san() -> None:
+    first, second, agent = (k3s_config(n) for n in NODES)
+    url = "https://192.168.1.11:6443"  # the first server's static address
+    assert first["cluster-init"] is True and "server" not in first
+    assert second["server"] == url and "cluster-init" not in second
+    assert agent["server"] == url and "cluster-init" not in agent
+    for server in (first, second):
+        assert server["tls-san"] == ["192.168.1.11"]
+        assert server["write-kubeconfig-mode"] == "0600"
+        assert server["disable"] == ["traefik", "servicelb"]
+        assert server["node-label"] == ["topology.kubernetes.io/zone=rack-1"]
+    assert agent["node-label"] == ["node-role.example.org/worker=true"]
+    for forbidden in ("disable", "write-kubeconfig-mode", "tls-san"):
+        assert forbidden not in agent
+    for cfg in (first, second, agent):
+        assert cfg["token"] == TOKEN and cfg["selinux"] is True
+    assert first["node-ip"] == "192.168.1.11" and second["node-ip"] == "192.168.1.12"
+    assert "node-ip" not in agent  # DHCP
+    for node in NODES:
+        text = ignition_files(rendered(node)["installed_ign"])["/etc/rancher/k3s/config.yaml"][1]
+        assert "no-deploy" not in text
+
+
+def test_installer_environment_per_node() -> None:
+    envs = {n: parse_env(ignition_files(rendered(n)["installed_ign"])["/etc/k3s-autoinstall/k3s-installer.env"][1])
+            for n in NODES}
+    assert envs["k3s-server-1"]["K3S_AI_FIRST_SERVER"] == "true"
+    assert envs["k3s-server-2"]["K3S_AI_FIRST_SERVER"] == "false"
+    assert envs["k3s-server-1"]["K3S_AI_JOIN_DELAY"] == "0"
+    assert envs["k3s-server-2"]["K3S_AI_JOIN_DELAY"] == "60"  # staggered after the API answers
+    assert envs["k3s-agent-1"]["K3S_AI_ROLE"] == "agent"
+    for env in envs.values():
+        assert env["K3S_AI_SCRIPT_URL"] == "https://get.k3s.io"
+        assert env["K3S_AI_CHANNEL"] == "stable" and env["K3S_AI_VERSION"] == ""
+        assert TOKEN not in "".join(env.values())
+
+
+def test_token_only_in_the_installed_config() -> None:
+    for node in NODES:
+        docs = rendered(node)
+        assert TOKEN not in docs["live_bu"]
+        assert TOKEN in docs["installed_bu"]
+        # In the live config only inside the nested file (mode 0600), never in a unit or script.
+        live = ignition_files(docs["live_ign"])
+        assert {path for path, (_, text) in live.items() if TOKEN in text} <= {NESTED_CONFIG_PATH}
+        assert live[NESTED_CONFIG_PATH][0] == 0o600
+        assert all(TOKEN not in unit.get("contents", "") for unit in ignition_units(docs["live_ign"]).values())
+        installed = ignition_files(docs["installed_ign"])
+        assert [path for path, (_, text) in installed.items() if TOKEN in text] == ["/etc/rancher/k3s/config.yaml"]
+        assert all(TOKEN not in unit.get("contents", "") for unit in ignition_units(docs["installed_ign"]).values())
+
+
+def test_manifests_only_on_servers_and_names_checked() -> None:
+    cluster = cluster_config().template_input()
+    cluster["k3s"]["manifests"] = {"argocd": "apiVersion: v1\nkind: Namespace\n"}
+    import butane
+    for node, expected in (("k3s-server-2", True), ("k3s-agent-1", False)):
+        ign, _ = butane.transpile(render_butane(INSTALLED, cluster, node, TOKEN), strict=True)
+        files = ignition_files(ign)
+        path = "/var/lib/rancher/k3s/server/manifests/argocd.yaml"
+        assert (path in files) is expected
+        if expected:
+            assert files[path] == (0o600, "apiVersion: v1\nkind: Namespace\n")
+    cluster["k3s"]["manifests"] = {"bad_name": "x: 1\n"}
+    from tasks.common import BuildError
+    with pytest.raises(BuildError, match="RFC 1123"):
+        render_butane(INSTALLED, cluster, "k3s-server-1", TOKEN)
+
+
+def test_version_pin_and_rpm_channel() -> None:
+    raw = {"name": "c", "k3s": {"version": "v1.31.4+k3s1", "channel": "latest",
+                                 "install_script_url": "https://mirror.example/install.sh",
+                                 "install_script_sha256": "a" * 64},
+           "nodes": [{"name": "solo", "role": "server"}]}
+    cluster = config.parse(raw, "x", ssh_keys=(fake_ssh_key("a"),)).template_input()
+    import butane
+    ign, _ = butane.transpile(render_butane(INSTALLED, cluster, "solo", TOKEN), strict=True)
+    files = ignition_files(ign)
+    env = parse_env(files["/etc/k3s-autoinstall/k3s-installer.env"][1])
+    assert env["K3S_AI_VERSION"] == "v1.31.4+k3s1" and env["K3S_AI_CHANNEL"] == ""
+    assert env["K3S_AI_SCRIPT_URL"] == "https://mirror.example/install.sh"
+    assert env["K3S_AI_SCRIPT_SHA256"] == "a" * 64
+    # Single node: it starts the cluster, its own name is the server URL host.
+    cfg = yaml.safe_load(files["/etc/rancher/k3s/config.yaml"][1])
+    assert cfg["cluster-init"] is True and cfg["tls-san"] == ["solo"]
+    repo = files["/etc/yum.repos.d/rancher-k3s-common.repo"][1]
+    assert "[rancher-k3s-common-stable]" in repo  # a version pin: install.sh's default rpm channel
+    assert "baseurl=https://rpm.rancher.io/k3s/stable/common/coreos/noarch" in repo
+
+
+def test_live_settings_per_node() -> None:
+    for node, disk, after in (("k3s-server-1", "/dev/disk/by-id/nvme-Samsung_SSD_980_1TB_S649NF0R000001", "reboot"),
+                              ("k3s-agent-1", "auto", "poweroff")):
+        files = ignition_files(rendered(node)["live_ign"])
+        env = parse_env(files["/etc/k3s-autoinstall/install.env"][1])
+        assert env == {"K3S_AI_CLUSTER": "homelab", "K3S_AI_NODE": node, "K3S_AI_DISK": disk,
+                       "K3S_AI_AFTER_INSTALL": after, "K3S_AI_COUNTDOWN": "10",
+                       "K3S_AI_IGNITION": NESTED_CONFIG_PATH}
+        assert files["/usr/local/bin/run-coreos-installer"][0] == 0o755
+        unit = ignition_units(rendered(node)["live_ign"])["run-coreos-installer.service"]
+        assert unit["enabled"] is True
+        assert "EnvironmentFile=/etc/k3s-autoinstall/install.env" in unit["contents"]
+
+
+def test_marker_is_plain_text_in_the_installed_config() -> None:
+    """The live installer recognizes an installed-but-not-yet-booted disk by this line in
+    /boot/ignition/config.ign (coreos-installer copies the config verbatim)."""
+    for node in NODES:
+        text = rendered(node)["installed_ign"]
+        assert f"k3s-autoinstall-marker: cluster=homelab node={node}" in text
+        marker = ignition_files(text)["/var/lib/k3s-autoinstall/marker"][1]
+        assert marker == f"k3s-autoinstall-marker: cluster=homelab node={node}\n"
+
+
+def parse_env(text: str) -> dict[str, str]:
+    env = {}
+    for line in text.splitlines():
+        key, _, value = line.partition("=")
+        assert value.startswith("'") and value.endswith("'"), line
+        env[key] = value[1:-1]
+    return env
+
+
+# --- applied with the real Ignition into a scratch root -----------------------------------------
+
+def ignition_binary() -> str:
+    found = shutil.which("ignition") or (os.fspath(IGNITION_BINARY) if IGNITION_BINARY.exists() else None)
+    if not found:
+        require_tool("ignition")
+    return found  # type: ignore[return-value]
+
+
+@pytest.fixture
+def scratch() -> Iterator[Path]:
+    """A scratch dir user `core` (uid 1000) can traverse: Ignition writes the SSH keys as that user,
+    and pytest's own tmp_path sits below a 0700 directory."""
+    work = Path(tempfile.mkdtemp(prefix="k3s-ignition-"))
+    os.chmod(work, 0o755)
+    try:
+        yield work
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def apply_ignition(ignition_text: str, work: Path) -> Path:
+    """Run Ignition's fetch-offline and files stages (platform `file`) into work/root."""
+    binary = ignition_binary()
+    root = work / "root"
+    (root / "etc" / "selinux").mkdir(parents=True)
+    (root / "etc" / "selinux" / "config").write_text("SELINUX=disabled\nSELINUXTYPE=targeted\n")
+    (root / "etc" / "passwd").write_text("root:x:0:0:root:/root:/bin/bash\ncore:x:1000:1000::/home/core:/bin/bash\n")
+    (root / "etc" / "group").write_text("root:x:0:\ncore:x:1000:\n")
+    (root / "etc" / "shadow").write_text("root:*::0:::::\ncore:*::0:::::\n")
+    (root / "etc" / "gshadow").write_text("root:*::\ncore:!::\n")
+    (root / "home" / "core").mkdir(parents=True)
+    os.chown(root / "home" / "core", 1000, 1000)
+    config_file = work / "config.ign"
+    config_file.write_text(ignition_text)
+    common = ["-root", os.fspath(root), "-config-cache", os.fspath(work / "cache.json"),
+              "-state-file", os.fspath(work / "state"), "-log-to-stdout", "-platform", "file"]
+    # The scratch root has no SELinux policy to relabel with: a setfiles that accepts the list.
+    bin_dir = work / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "setfiles").write_text("#!/bin/sh\ncat >/dev/null\n")
+    (bin_dir / "setfiles").chmod(0o755)
+    env = {**os.environ, "IGNITION_CONFIG_FILE": os.fspath(config_file),
+           "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"}
+    for stage in ("fetch-offline", "files"):
+        result = subprocess.run([binary, "-stage", stage, "-neednet", os.fspath(work / "neednet"), *common]
+                                if stage == "fetch-offline" else [binary, "-stage", stage, *common],
+                                capture_output=True, text=True, env=env, timeout=60)
+        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return root
+
+
+def mode(path: Path) -> int:
+    return stat.S_IMODE(path.lstat().st_mode)
+
+
+@pytest.mark.parametrize("node", NODES)
+def test_installed_config_applied_by_ignition(node: str, scratch: Path) -> None:
+    require_root()
+    root = apply_ignition(rendered(node)["installed_ign"], scratch)
+    units = ("run-k3s-prereq-installer.service", "run-k3s-installer.service", "k3s-killall-on-shutdown.service")
+    preset = (root / "etc/systemd/system-preset/20-ignition.preset").read_text().splitlines()
+    for unit in units:
+        assert (root / "etc/systemd/system" / unit).is_file()
+        assert f"enable {unit}" in preset
+    for script in ("run-k3s-prereq-installer", "run-k3s-installer"):
+        assert mode(root / "usr/local/bin" / script) == 0o755
+    cfg_path = root / "etc/rancher/k3s/config.yaml"
+    assert mode(cfg_path) == 0o600
+    cfg = yaml.safe_load(cfg_path.read_text())
+    assert cfg["token"] == TOKEN and cfg["selinux"] is True
+    assert ("cluster-init" in cfg) is (node == "k3s-server-1")
+    assert (root / "etc/hostname").read_text() == f"{node}\n"
+    keys = (root / "home/core/.ssh/authorized_keys.d/ignition").read_text()
+    assert fake_ssh_key("admin@example").line in keys
+    repo = (root / "etc/yum.repos.d/rancher-k3s-common.repo").read_text()
+    assert "gpgcheck=1" in repo and "/coreos/noarch" in repo
+    assert (root / "var/lib/k3s-autoinstall/marker").read_text().startswith("k3s-autoinstall-marker: cluster=homelab")
+    keyfiles = list((root / "etc/NetworkManager/system-connections").glob("*.nmconnection")) \
+        if (root / "etc/NetworkManager/system-connections").exists() else []
+    if node == "k3s-agent-1":
+        assert keyfiles == []
+    else:
+        assert [p.name for p in keyfiles] == ["enp1s0.nmconnection"]
+        text = keyfiles[0].read_text()
+        assert "method=manual" in text and "address1=192.168.1.1" in text and "dns=192.168.1.1;" in text
+    # No secret readable by others: whatever holds the token, and every keyfile, is 0600.
+    for path in root.rglob("*"):
+        if path.is_file() and not path.is_symlink():
+            if TOKEN.encode() in path.read_bytes() and path.name not in ("config.ign", "cache.json"):
+                assert mode(path) & 0o077 == 0, path
+    for keyfile in keyfiles:
+        assert mode(keyfile) == 0o600
+
+
+def test_live_config_applied_by_ignition(scratch: Path) -> None:
+    require_root()
+    docs = rendered("k3s-server-2")
+    root = apply_ignition(docs["live_ign"], scratch)
+    nested = root / NESTED_CONFIG_PATH.lstrip("/")
+    assert mode(nested) == 0o600
+    assert json.loads(nested.read_text()) == json.loads(docs["installed_ign"])
+    assert mode(root / "usr/local/bin/run-coreos-installer") == 0o755
+    assert "enable run-coreos-installer.service" in (root / "etc/systemd/system-preset/20-ignition.preset").read_text()
+
+
+# --- shellcheck ----------------------------------------------------------------------------------
+
+def test_shellcheck_clean() -> None:
+    require_tool("shellcheck")
+    scripts = sorted((REPO / "jsonnet" / "scripts").iterdir())
+    assert scripts
+    result = subprocess.run(["shellcheck", "--severity=style", *map(os.fspath, scripts)],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout
