@@ -223,6 +223,7 @@ class _Checker:
                 if path in seen:
                     self.error(node, None, "duplicate entry defined")
                 seen[path] = True
+        self.paths_through_links(storage)
         for directory in storage.get("directories", []):
             self.node_path(directory)
             self.owner(directory)
@@ -276,6 +277,18 @@ class _Checker:
                 self.error(raid, "level", "unrecognized raid level")
             if raid.get("spares", 0) > 0 and level in ("linear", "raid0", "0", "stripe"):
                 self.error(raid, "spares", "spares unsupported for linear and raid0 arrays")
+
+    def paths_through_links(self, storage: Obj) -> None:
+        """A file, directory or link may not live below a path that is itself a link."""
+        link_paths = [link.get("path", "") for link in storage.get("links", [])]
+        messages = {"directories": "directory path includes link in config",
+                    "files": "file path includes link in config",
+                    "links": "link path includes link in config"}
+        for kind in ("directories", "files", "links"):
+            for node in storage.get(kind, []):
+                path = node.get("path", "")
+                if any(path.startswith(link.rstrip("/") + "/") for link in link_paths if link):
+                    self.error(node, None, messages[kind])
 
     def filesystems(self, storage: Obj) -> None:
         formats = set(FS_FORMATS_BY_MINOR)
@@ -371,15 +384,13 @@ class _Checker:
         self.named_unique(passwd.get("groups", []))
 
     def kernel_arguments(self, kargs: Obj) -> None:
+        # shouldExist and shouldNotExist share one duplicate namespace in Ignition
+        seen: set[str] = set()
         for key in ("shouldExist", "shouldNotExist"):
-            seen: set[str] = set()
-            for value in kargs.get(key, []):
+            for index, value in enumerate(kargs.get(key, [])):
                 if value in seen:
-                    self.report.error(kargs.origin(key), "duplicate entry defined")
+                    self.report.error(kargs.origin(key) + (index,), "duplicate entry defined")
                 seen.add(value)
-        both = set(kargs.get("shouldExist", [])) & set(kargs.get("shouldNotExist", []))
-        if both:
-            self.report.error(kargs.origin("shouldNotExist"), "kernel argument cannot be both included and excluded")
 
     def ignition(self, ignition: Obj) -> None:
         cfg = ignition.get("config") or {}

@@ -971,3 +971,12 @@ def test_special_mode_bits_warn_before_ignition_3_4() -> None:
     assert warnings_of(text) == ["warning at $.storage.directories.0.mode, line 6 col 13: "
                                  "setuid/setgid/sticky bits are not supported in spec versions older than 3.4.0"]
     assert warnings_of(text.replace("1.4.0", "1.5.0")) == []
+
+
+def test_kargs_duplicates_and_paths_below_links() -> None:
+    message = error_of("variant: fcos\nversion: 1.4.0\nkernel_arguments:\n  should_exist: [a]\n"
+                       "  should_not_exist: [a]\n")
+    assert message == "error at $.kernel_arguments.should_not_exist.0, line 5 col 22: duplicate entry defined"
+    message = error_of("variant: fcos\nversion: 1.4.0\nstorage:\n  files:\n    - path: /l/f\n  links:\n"
+                       "    - path: /l\n      target: /x\n")
+    assert message == "error at $.storage.files.0, line 5 col 7: file path includes link in config"
