@@ -70,7 +70,10 @@ def _load(text: str | bytes) -> Node | None:
     from . import yamlv3
 
     if isinstance(text, bytes):
-        text = text.decode("utf-8")
+        try:
+            text = text.decode("utf-8-sig")
+        except UnicodeDecodeError as exc:
+            raise ButaneError(f"Error unmarshaling yaml: yaml: invalid UTF-8 at byte {exc.start}") from None
     try:
         return yamlv3.load(text)
     except YamlError as exc:
