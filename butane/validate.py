@@ -321,6 +321,7 @@ class _Checker:
             numbers: set[int] = set()
             labels: set[str] = set()
             for part in disk.get("partitions", []):
+                self.partition(part)
                 number = part.get("number", 0)
                 if number:
                     if number in numbers:
@@ -328,14 +329,27 @@ class _Checker:
                     numbers.add(number)
                 label = part.get("label")
                 if label:
-                    if len(label) > 36:
-                        self.error(part, "label", "partition labels may not exceed 36 characters")
-                    if ":" in label:
-                        self.warn(part, "label", "partition label will be truncated to text before the colon")
                     if label in labels:
                         self.error(part, "label", "cannot use the same partition label twice")
                     labels.add(label)
         self.keyed_unique(storage.get("disks", []), "device")
+
+    def partition(self, part: Obj) -> None:
+        if part.get("shouldExist") is False and any(
+                k in part for k in ("label", "typeGuid", "guid", "startMiB", "sizeMiB")):
+            self.error(part, None, "shouldExist specified false with other options also specified")
+        if not part.get("number") and "label" not in part:
+            self.error(part, None, "a partition number >= 1 or a label must be specified")
+        label = part.get("label")
+        if label:
+            if len(label) > 36:
+                self.error(part, "label", "partition labels may not exceed 36 characters")
+            if ":" in label:
+                self.warn(part, "label", "partition label will be truncated to text before the colon")
+        for key in ("guid", "typeGuid"):
+            value = part.get(key)
+            if value and not _GUID_RE.match(value):
+                self.error(part, key, 'doesn\'t match the form "01234567-89AB-CDEF-EDCB-A98765432101"')
 
     def keyed_unique(self, items: list[Obj], key: str) -> None:
         seen: set[Any] = set()
