@@ -980,3 +980,110 @@ def test_kargs_duplicates_and_paths_below_links() -> None:
     message = error_of("variant: fcos\nversion: 1.4.0\nstorage:\n  files:\n    - path: /l/f\n  links:\n"
                        "    - path: /l\n      target: /x\n")
     assert message == "error at $.storage.files.0, line 5 col 7: file path includes link in config"
+
+
+@pytest.mark.parametrize(
+    ("snippet", "message"),
+    [
+        ("disks:\n    - device: /dev/vdb\n      partitions:\n        - size_mib: 10",
+         "$.storage.disks.0.partitions.0, line 7 col 11: a partition number >= 1 or a label must be specified"),
+        ("disks:\n    - device: /dev/vdb\n      partitions:\n        - number: 1\n        - number: 1",
+         "partition numbers collide"),
+        ("disks:\n    - device: /dev/vdb\n      partitions:\n        - label: x\n          type_guid: nope",
+         "$.storage.disks.0.partitions.0.type_guid, line 8 col 22: doesn't match the form"),
+        ("raid:\n    - name: md0\n      level: raid9\n      devices: [/dev/a]", "unrecognized raid level"),
+        ("raid:\n    - name: md0\n      level: raid0\n      devices: [/dev/a]\n      spares: 1",
+         "spares unsupported for linear and raid0 arrays"),
+        ("filesystems:\n    - device: /dev/vdb1\n      format: xfs\n      label: much-too-long-label",
+         "filesystem labels cannot be longer than 12 characters when using xfs"),
+        ("filesystems:\n    - device: /dev/vdb1\n      format: ntfs", "invalid filesystem format"),
+        ("filesystems:\n    - device: /dev/vdb1\n      path: /var", "format cannot be empty when path"),
+        ("luks:\n    - name: a/b\n      device: /dev/vdb", "device names cannot contain slashes"),
+    ],
+)
+def test_storage_errors(snippet: str, message: str) -> None:
+    assert message in error_of("variant: fcos\nversion: 1.4.0\nstorage:\n  " + snippet + "\n")
+
+
+def test_network_and_disk_config_validates() -> None:
+    """A realistic user snippet (NetworkManager profile, data disk, LUKS, RAID) end to end."""
+    out = bu_json("""\
+        variant: fcos
+        version: 1.4.0
+        storage:
+          disks:
+            - device: /dev/disk/by-id/coreos-boot-disk
+              wipe_table: false
+              partitions:
+                - number: 4
+                  label: root
+                  size_mib: 8192
+                  resize: true
+                - size_mib: 0
+                  label: var
+          raid:
+            - name: data
+              level: raid1
+              devices: [/dev/vdb, /dev/vdc]
+          luks:
+            - name: var
+              device: /dev/disk/by-partlabel/var
+              clevis:
+                tpm2: true
+              wipe_volume: true
+          filesystems:
+            - path: /var
+              device: /dev/mapper/var
+              format: xfs
+              label: var
+              wipe_filesystem: true
+              with_mount_unit: true
+            - path: /var/srv
+              device: /dev/md/data
+              format: ext4
+              with_mount_unit: true
+          files:
+            - path: /etc/NetworkManager/system-connections/eth0.nmconnection
+              mode: 0600
+              contents:
+                inline: |
+                  [connection]
+                  id=eth0
+                  type=ethernet
+                  interface-name=eth0
+                  [ipv4]
+                  address1=10.10.10.10/24,10.10.10.1
+                  dns=10.10.10.1;
+                  method=manual
+    """)
+    assert [u["name"] for u in out["systemd"]["units"]] == ["var.mount", "var-srv.mount"]
+    assert "Requires=systemd-fsck@dev-mapper-var.service" in out["systemd"]["units"][0]["contents"]
+    nm = out["storage"]["files"][0]
+    assert nm["mode"] == 384
+    assert decode_data_url(nm["contents"]["source"], nm["contents"]["compression"]).startswith(b"[connection]\nid=eth0")
+
+
+def test_boot_device_s390x_cex_and_layout_rules() -> None:
+    out = bu_json("""\
+        variant: fcos
+        version: 1.6.0
+        boot_device:
+          layout: s390x-eckd
+          luks:
+            device: /dev/dasda
+            cex:
+              enabled: true
+    """)
+    assert out["storage"]["luks"] == [{"cex": {"enabled": True}, "device": "/dev/dasda2", "label": "luks-root",
+                                       "name": "root", "wipeVolume": True}]
+    assert "device name must start with /dev/dasd" in error_of(
+        "variant: fcos\nversion: 1.6.0\nboot_device:\n  layout: s390x-eckd\n  luks:\n    device: /dev/sda\n"
+        "    tpm2: true\n")
+    assert "when using cex the targeted architecture must match s390x" in error_of(
+        "variant: fcos\nversion: 1.6.0\nboot_device:\n  luks:\n    cex:\n      enabled: true\n")
+    assert "path must be under /etc or /var if with_mount_unit is true" in error_of(
+        "variant: fcos\nversion: 1.6.0\nstorage:\n  filesystems:\n    - device: /dev/vdb\n      format: xfs\n"
+        "      path: /srv\n      with_mount_unit: true\n")
+    warns = warnings_of("variant: fcos\nversion: 1.6.0\nstorage:\n  disks:\n    - device: /dev/vdb\n"
+                        "      partitions:\n        - label: data\n")
+    assert warns[0].startswith("warning at $.storage.disks.0.partitions.0.number, line 7 col 11: partitions cannot")
