@@ -90,8 +90,14 @@ def mirrored(url: str, mirror: str | None) -> str:
     return url
 
 
-def build_dir_url(stream: str, release: str, architecture: str) -> str:
-    return f"{UPSTREAM}prod/streams/{stream}/builds/{release}/{architecture}/"
+def build_dir_url(stream: str, release: str, architecture: str, base: str = UPSTREAM) -> str:
+    return f"{base}prod/streams/{stream}/builds/{release}/{architecture}/"
+
+
+def tree_base(location: str) -> str:
+    """The root of the download tree an artifact URL lives in (upstream's, or a site mirror's)."""
+    index = location.find("prod/streams/")
+    return location[:index] if index > 0 else UPSTREAM
 
 
 def default_iso_name(release: str, architecture: str) -> str:
@@ -145,9 +151,10 @@ def iso_from_stream(doc: dict[str, Any], *, stream: str, architecture: str, url:
                    location=location, signature=signature, sha256=sha256, sha256_source="stream metadata")
 
 
-def iso_from_meta(meta_text: bytes | None, *, stream: str, release: str, architecture: str) -> Release:
+def iso_from_meta(meta_text: bytes | None, *, stream: str, release: str, architecture: str,
+                  tree: str = UPSTREAM) -> Release:
     """A pinned release from its build directory; sha256 from coreos-assembler's meta.json if given."""
-    base = build_dir_url(stream, release, architecture)
+    base = build_dir_url(stream, release, architecture, tree)
     name, sha256, source = default_iso_name(release, architecture), None, "none"
     if meta_text is not None:
         try:
@@ -218,24 +225,30 @@ def resolve_release(settings: dict[str, Any], policy: RetryPolicy) -> Release:
                               stream=stream, architecture=architecture, url=url)
     if not pin or pin == current.release:
         return current
-    meta_url = mirrored(build_dir_url(stream, pin, architecture) + "meta.json", settings["mirror"])
+    tree = tree_base(current.location)  # the tree the stream points at: upstream or a site mirror
+    meta_url = mirrored(build_dir_url(stream, pin, architecture, tree) + "meta.json", settings["mirror"])
     try:
         meta = read_url(meta_url, what=f"meta.json of {pin}", policy=policy)
     except BuildError as error:
         log(f"no usable meta.json for pinned release {pin} ({error.message}); the signature alone will vouch")
         meta = None
-    release = iso_from_meta(meta, stream=stream, release=pin, architecture=architecture)
+    release = iso_from_meta(meta, stream=stream, release=pin, architecture=architecture, tree=tree)
     log(f"pinned release {pin} (the stream is at {current.release}); sha256 from {release.sha256_source}")
     return release
 
 
 def fetch_keyring(keyring: str, policy: RetryPolicy) -> None:
+    """Copy the keyring into build/fcos/; a remote one only when it is not here yet (offline reruns)."""
+    source = KEYRING_FILE.with_name(KEYRING_FILE.name + ".source")
+    if is_remote(keyring) and KEYRING_FILE.is_file() and source.is_file() and source.read_text() == keyring:
+        return
     data = read_url(keyring, what="keyring (fcos.keyring)", policy=policy)
     if not looks_like_keyring(data):
         raise BuildError(f"keyring {keyring} holds no OpenPGP public keys",
                          hint="fcos.keyring must be armored (or binary) public keys, e.g. "
                               "https://fedoraproject.org/fedora.gpg")
     write_atomic(KEYRING_FILE, data)
+    write_atomic(source, keyring)
 
 
 def fetch_files(release: Release, mirror: str | None, policy: RetryPolicy, *,
