@@ -23,8 +23,7 @@ function(cluster, node, token='')
     + (if std.length(k3s.disable) > 0 then { disable: k3s.disable } else {});
   local agentBase = { server: k3s.server_url };
   local k3sConfig =
-    (if isServer then serverBase + k3s.server_config else agentBase + k3s.agent_config)
-    + staticIp
+    (if isServer then serverBase + staticIp + k3s.server_config else agentBase + staticIp + k3s.agent_config)
     + { token: token, selinux: true };
 
   // The Rancher k3s-common repository for CoreOS, as install.sh would write it.
