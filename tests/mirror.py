@@ -23,6 +23,7 @@ import re
 import shutil
 import socket
 import threading
+import time
 import urllib.parse
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -40,6 +41,7 @@ class Fault:
     """One misbehaviour for one request to a path.
 
     kind: "drop" (send headers, `after_bytes` of body, then close the connection),
+          "stall" (send `after_bytes`, then hang for `seconds` before closing: time for a Ctrl-C),
           "status" (answer `status` with a short body), "ignore_range" (answer 200 with the whole
           file even when a Range was asked), "html" (200 text/html error page instead of the file).
     times: how many requests it applies to; None = every request until removed.
@@ -49,6 +51,7 @@ class Fault:
     times: int | None = 1
     after_bytes: int = 0
     status: int = 500
+    seconds: float = 0.0
 
 
 class Mirror:
@@ -115,6 +118,10 @@ class Mirror:
 
     def drop_after(self, relpath: str, after_bytes: int, *, times: int | None = 1) -> None:
         self.add_fault(relpath, Fault("drop", times=times, after_bytes=after_bytes))
+
+    def stall_after(self, relpath: str, after_bytes: int, *, seconds: float = 30.0,
+                    times: int | None = 1) -> None:
+        self.add_fault(relpath, Fault("stall", times=times, after_bytes=after_bytes, seconds=seconds))
 
     def fail(self, relpath: str, status: int, *, times: int | None = 1) -> None:
         self.add_fault(relpath, Fault("status", times=times, status=status))
@@ -212,7 +219,7 @@ class _Handler(BaseHTTPRequestHandler):
         if head or length == 0:
             return
         limit = length
-        if fault and fault.kind == "drop":
+        if fault and fault.kind in ("drop", "stall"):
             limit = min(length, fault.after_bytes)
         with file.open("rb") as f:
             self.wfile.flush()
@@ -221,12 +228,20 @@ class _Handler(BaseHTTPRequestHandler):
             except (BrokenPipeError, ConnectionResetError):
                 self.close_connection = True
                 return
+        if fault and fault.kind == "stall":
+            self._stall(fault.seconds)
         if limit < length:  # the injected drop: close mid-body, as a flaky network would
             self.close_connection = True
             try:
                 self.connection.shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass
+
+    def _stall(self, seconds: float) -> None:
+        """Hang mid-body (a stuck network) until the time is up or the mirror stops."""
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline and self.mirror._server is not None:
+            time.sleep(0.05)
 
     def _send_body(self, status: int, body: bytes, content_type: str, head: bool) -> None:
         self.send_response(status)
