@@ -113,18 +113,24 @@ function(cluster, node, token='')
           After=network-online.target systemd-machine-id-commit.service
           Before=zincati.service run-k3s-installer.service
           ConditionPathExists=!%(state)s/prereq-installed
+          StartLimitIntervalSec=2h
+          StartLimitBurst=3
 
           [Service]
           Type=oneshot
           RemainAfterExit=yes
           Environment=K3S_AI_STATE_DIR=%(state)s
+          Environment=K3S_AI_DNS_HOST=%(rpmHost)s
           ExecStart=/usr/local/bin/run-k3s-prereq-installer
+          Restart=on-failure
+          RestartSec=60
+          TimeoutStartSec=2h
           StandardOutput=journal+console
           StandardError=journal+console
 
           [Install]
           WantedBy=multi-user.target
-        ||| % { marker: marker, state: k.stateDir }),
+        ||| % { marker: marker, state: k.stateDir, rpmHost: rpmHost }),
         k.unit('run-k3s-installer.service', |||
           [Unit]
           Description=Install and start k3s (%(role)s)

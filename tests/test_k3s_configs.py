@@ -239,6 +239,24 @@ def test_marker_is_plain_text_in_the_installed_config() -> None:
         assert marker == f"k3s-autoinstall-marker: cluster=homelab node={node}\n"
 
 
+def test_unit_ordering_and_retries() -> None:
+    units = ignition_units(rendered("k3s-server-1")["installed_ign"])
+    prereq = units["run-k3s-prereq-installer.service"]["contents"]
+    for line in ("Wants=network-online.target", "Before=zincati.service run-k3s-installer.service",
+                 "ConditionPathExists=!/var/lib/k3s-autoinstall/prereq-installed", "Restart=on-failure",
+                 "StartLimitBurst=3", "WantedBy=multi-user.target"):
+        assert line in prereq.splitlines()
+    installer = units["run-k3s-installer.service"]["contents"].splitlines()
+    for line in ("After=network-online.target run-k3s-prereq-installer.service",
+                 "ConditionPathExists=/var/lib/k3s-autoinstall/prereq-installed",
+                 "ConditionPathExists=!/var/lib/k3s-autoinstall/k3s-installed",
+                 "EnvironmentFile=/etc/k3s-autoinstall/k3s-installer.env", "Restart=on-failure", "StartLimitBurst=5"):
+        assert line in installer
+    shutdown = units["k3s-killall-on-shutdown.service"]["contents"]
+    assert "Before=k3s.service k3s-agent.service" in shutdown and "k3s-killall.sh" in shutdown
+    assert all(unit["enabled"] is True for unit in units.values())
+
+
 def parse_env(text: str) -> dict[str, str]:
     env = {}
     for line in text.splitlines():
