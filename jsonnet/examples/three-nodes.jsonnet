@@ -15,6 +15,7 @@
   nodes: [
     {
       name: 'k3s-server-1', role: 'server',
+      // A stable link to the disk (ls -l /dev/disk/by-id/ on the machine); the others pick 'auto'.
       disk: '/dev/disk/by-id/nvme-Samsung_SSD_980_1TB_S649NF0R000001',
       network: { interface: 'enp1s0', address: '192.168.1.11/24', gateway: '192.168.1.1', dns: ['192.168.1.1'] },
     },
