@@ -118,6 +118,11 @@ def measure(argv: Sequence[str], *, cwd: Path, env: dict[str, str] | None = None
                    out.read().decode(errors="replace"), err.read().decode(errors="replace"), io)
 
 
+def settle() -> None:
+    """Write back dirty pages first, so no run pays for the previous one's writeback."""
+    os.sync()
+
+
 def interleave(rounds: int, *steps: Callable[[], Run]) -> list[list[Run]]:
     """Run steps A B ... A B ... `rounds` times; returns one list of runs per step."""
     results: list[list[Run]] = [[] for _ in steps]
@@ -138,6 +143,23 @@ def fmt_s(seconds: float) -> str:
 def spread(runs: list[Run]) -> str:
     values = sorted(run.seconds for run in runs)
     return f"{fmt_s(values[0])}–{fmt_s(values[-1])}" if len(values) > 1 else ""
+
+
+def profile_summary(path: Path, top: int = 8) -> str:
+    """The functions with the most own time in a cProfile dump, and doit's md5 file checks."""
+    import pstats
+
+    stats = pstats.Stats(os.fspath(path)).stats  # type: ignore[attr-defined]
+
+    def name(key: tuple[str, int, str]) -> str:
+        file, _, func = key
+        return func.strip("<>") if file == "~" else f"{Path(file).parent.name}/{Path(file).name}:{func}"
+
+    ranked = sorted(stats.items(), key=lambda item: -item[1][2])[:top]
+    parts = [f"{name(key)} {fmt_s(value[2])}" for key, value in ranked if value[2] >= 0.02]
+    md5 = sum(value[3] for key, value in stats.items()
+              if key[2] == "get_file_md5" and key[0].endswith(os.path.join("doit", "dependency.py")))
+    return "; ".join(parts) + f" — of which doit's md5 of file_dep/targets (get_file_md5, cumulative) {fmt_s(md5)}"
 
 
 # --------------------------------------------------------------------------------------------------
@@ -319,6 +341,19 @@ class Bench:
                 steps[step] = steps.get(step, 0.0) + float(task["elapsed"])
         return steps
 
+    def profile(self, label: str, prepare: Callable[[], None], *args: str) -> None:
+        """With --profile: one more run of doit under cProfile, summarised in the notes."""
+        if not self.args.profile:
+            return
+        assert self.project is not None
+        prepare()
+        settle()
+        dump = self.tmp / ("".join(c if c.isalnum() else "-" for c in label) + ".prof")
+        run = measure([sys.executable, "-m", "cProfile", "-o", os.fspath(dump), "-m", "doit", *args],
+                      cwd=self.project.root, env=self.env(self.project)).check(f"profiled {label}")
+        self.notes.append(f"profile of one {label} ({fmt_s(run.seconds)} under cProfile; the doit process only, "
+                          f"a subprocess such as gpgv counts as waiting), most own time: {profile_summary(dump)}")
+
     def base_iso(self) -> Path:
         assert self.project is not None and self.upstream is not None
         verified = self.project.root / "build" / "fcos" / "fedora-coreos-live.x86_64.iso"
@@ -326,6 +361,7 @@ class Bench:
 
     def cp(self, source: Path, target: Path) -> Run:
         target.unlink(missing_ok=True)
+        settle()
         return measure(["cp", os.fspath(source), os.fspath(target)], cwd=self.tmp).check("cp")
 
     def ensure_built(self) -> None:
@@ -360,7 +396,7 @@ class Bench:
 
         def pipeline() -> Run:
             shutil.rmtree(project.root / "build", ignore_errors=True)
-            subprocess.run(["sync"], check=False)  # the deleted files' writeback is not the next run's cost
+            settle()
             run = self.doit(project, "--reporter", "json").check("cold doit")
             if f"embed:{NODE}" not in self.executed(run):
                 raise ScenarioError(f"cold doit did not embed:\n{run.stdout[-2000:]}")
@@ -369,7 +405,7 @@ class Bench:
         def baseline() -> Run:
             shutil.rmtree(work, ignore_errors=True)
             work.mkdir()
-            subprocess.run(["sync"], check=False)
+            settle()
             iso, sig, ring = work / "live.iso", work / "live.iso.sig", work / "keyring.asc"
             steps = [
                 ("curl", ["curl", "-sSfo", os.fspath(work / "stream.json"), published["stream_url"]]),
@@ -400,6 +436,7 @@ class Bench:
         breakdown = ", ".join(f"{name} {fmt_s(statistics.median(s.get(name, 0.0) for s in steps))}"
                               for name in names)
         accounted = statistics.median(sum(step.values()) for step in steps)
+        self.profile("cold build", lambda: shutil.rmtree(project.root / "build", ignore_errors=True))
         self.notes.append(f"cold build, median per doit step: {breakdown}; doit startup and up-to-date checks "
                           f"{fmt_s(median(ours) - accounted)}")
         size_mb = self.args.iso_mb * MiB / 1e6
@@ -434,15 +471,14 @@ class Bench:
         assert self.project is not None
         self.ensure_built()
         key = self.project.root / "keys" / "alice.pub"
-        kind, blob = key.read_text().split()[:2]
-        comments = ["alice@laptop.test", "alice@example.test"]
         base = self.base_iso()
         target = self.tmp / "embed-cp.iso"
-        counter = [0]
 
         def pipeline() -> Run:
-            counter[0] += 1
-            key.write_text(f"{kind} {blob} {comments[counter[0] % 2]}\n")  # a new comment: new content
+            kind, blob, *comment = key.read_text().split()
+            other = "alice@laptop.test" if comment != ["alice@laptop.test"] else "alice@example.test"
+            key.write_text(f"{kind} {blob} {other}\n")  # the same key, a new comment: new content
+            settle()
             run = self.doit(self.project, "--reporter", "json", "embed").check("doit embed")
             if f"embed:{NODE}" not in self.executed(run):
                 raise ScenarioError(f"doit embed after a keys/ change did not re-embed:\n{run.stdout[-2000:]}")
@@ -450,6 +486,12 @@ class Bench:
 
         ours, theirs = interleave(self.repeats(5), pipeline, lambda: self.cp(base, target))
         target.unlink(missing_ok=True)
+
+        def change_key() -> None:
+            kind, blob, *_ = key.read_text().split()
+            key.write_text(f"{kind} {blob} alice@profile.test\n")
+
+        self.profile("doit embed after a keys/ change", change_key, "embed")
         ratio = median(ours) / median(theirs)
         self.rows.append(Row("`doit embed` after a keys/*.pub change", fmt_s(median(ours)),
                              f"cp of the base ISO: {fmt_s(median(theirs))}", ratio, "≤ 1.2x (stretch 0.1x)",
@@ -525,9 +567,11 @@ class Bench:
 
         def to_output() -> Run:
             out.unlink(missing_ok=True)
+            settle()
             return measure([*cli, "-o", os.fspath(out), os.fspath(base)], cwd=cwd).check("tasks.iso -o")
 
         def in_place() -> Run:
+            settle()
             return measure([*cli, os.fspath(inplace)], cwd=cwd).check("tasks.iso in place")
 
         copies, outputs, patches = interleave(self.repeats(5), lambda: self.cp(base, target), to_output, in_place)
@@ -542,6 +586,11 @@ class Bench:
         self.rows.append(Row("`python -m tasks.iso ignition embed` in place", fmt_s(median(patches)),
                              f"cp of the base ISO: {fmt_s(cp_s)}", ratio, "≤ 0.05x", ratio <= 0.05,
                              f"runs {spread(patches)}"))
+        bare, imported = interleave(self.repeats(5),
+                                    lambda: measure([sys.executable, "-c", "pass"], cwd=cwd).check("python"),
+                                    lambda: measure([sys.executable, "-c", "import tasks.iso"], cwd=cwd).check("import"))
+        self.notes.append(f"floors: `python -c pass` {fmt_s(median(bare))}, `python -c 'import tasks.iso'` "
+                          f"{fmt_s(median(imported))}; 0.05x of this cp is {fmt_s(0.05 * cp_s)}")
 
     # --- driving --------------------------------------------------------------------------------
 
@@ -617,6 +666,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--tmpdir", type=Path, help="where to build (default: under /var/tmp, else build/bench)")
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (its path is printed)")
     parser.add_argument("--sparse", action="store_true", help="keep the synthetic ISO sparse (holes)")
+    parser.add_argument("--profile", action="store_true",
+                        help="one more cold build and doit embed under cProfile, summarised in the notes")
     parser.add_argument("--markdown", type=Path, help="also write the results into this page (e.g. docs/bench.md)")
     args = parser.parse_args(argv)
     args.scenario_list = [s.strip() for s in args.scenarios.split(",") if s.strip()]
