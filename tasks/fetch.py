@@ -17,10 +17,12 @@ Nothing here is trusted yet: `verify` checks them and publishes the verified ISO
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -30,12 +32,13 @@ from doit.tools import config_changed
 
 from tasks import config as config_module
 from tasks.common import FCOS_DIR, BuildError, TaskDict, action, log, write_atomic
-from tasks.download import RetryPolicy, download, is_remote, local_path, read_url
+from tasks.download import RetryPolicy, disk_error, download, is_remote, local_path, read_url
 
 UPSTREAM = "https://builds.coreos.fedoraproject.org/"
 DOWNLOAD_DIR = FCOS_DIR / "download"
 RELEASE_FILE = FCOS_DIR / "release.json"
 KEYRING_FILE = FCOS_DIR / "keyring.asc"
+REJECTED_DIR = FCOS_DIR / "rejected"
 DEFAULT_CONFIG = "jsonnet/cluster.jsonnet"
 SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
 
@@ -266,9 +269,9 @@ def fetch_files(release: Release, mirror: str | None, policy: RetryPolicy, *,
     done = download(iso_url, part, what=f"ISO {release.iso_name}", policy=policy,
                     identity=f"{release.location} {release.sha256}", progress=progress)
     if release.sha256 and done.sha256 != release.sha256:
-        rejected = reject_part(part, release.iso_name)
-        raise BuildError(f"sha256 mismatch for {iso_url}: got {done.sha256}, the {release.sha256_source} "
-                         f"says {release.sha256}; moved aside to {rejected}",
+        problem = f"sha256 mismatch for {iso_url}: got {done.sha256}, the {release.sha256_source} says {release.sha256}"
+        rejected = reject_part(part, release.iso_name, problem)
+        raise BuildError(f"{problem}; moved aside to {rejected}",
                          hint="run doit again to download afresh; if it repeats the mirror serves a wrong file")
     os.replace(part, iso)
     part.with_name(part.name + ".source").unlink(missing_ok=True)
@@ -277,14 +280,25 @@ def fetch_files(release: Release, mirror: str | None, policy: RetryPolicy, *,
     return replace(release, downloaded_sha256=done.sha256, size=done.size)
 
 
-def reject_part(part: Path, iso_name: str) -> Path:
-    """Keep a bad download for inspection under an unmistakable name, outside the build's paths."""
-    rejected = FCOS_DIR / "rejected" / f"REJECTED-{iso_name}"
-    rejected.parent.mkdir(parents=True, exist_ok=True)
-    for old in rejected.parent.iterdir():  # one rejected ISO at most: they are big
-        old.unlink()
-    os.replace(part, rejected)
+def reject_part(part: Path, iso_name: str, reason: str) -> Path:
+    """A download that does not match its sha256: set aside, with its resume record dropped."""
     part.with_name(part.name + ".source").unlink(missing_ok=True)
+    return set_aside(part, None, iso_name, reason)
+
+
+def set_aside(iso: Path, signature: Path | None, iso_name: str, reason: str) -> Path:
+    """Keep a rejected ISO for inspection under an unmistakable name, outside every path the build reads.
+
+    One is kept at most (they are big), with REASON.txt; the next fetch downloads afresh.
+    """
+    REJECTED_DIR.mkdir(parents=True, exist_ok=True)
+    for old in REJECTED_DIR.iterdir():
+        old.unlink()
+    rejected = REJECTED_DIR / f"REJECTED-{iso_name}"
+    os.replace(iso, rejected)
+    if signature is not None and signature.exists():
+        os.replace(signature, rejected.with_name(rejected.name + ".sig"))
+    (REJECTED_DIR / "REASON.txt").write_text(reason + "\n")
     return rejected
 
 
@@ -319,7 +333,8 @@ def fetch_release(settings: dict[str, Any], policy: RetryPolicy, *, refresh: boo
 
 @action
 def fetch(settings: dict[str, Any], policy: RetryPolicy) -> None:
-    fetch_release(settings, policy)
+    with disk_errors_as_build_errors():
+        fetch_release(settings, policy)
 
 
 @action
@@ -328,10 +343,22 @@ def update(settings: dict[str, Any], policy: RetryPolicy) -> None:
         log(f"fcos.release pins {settings['release']}: nothing to update (remove the pin to follow the stream)")
         return
     before = read_recorded()
-    after = fetch_release(settings, policy, refresh=True)
+    with disk_errors_as_build_errors():
+        after = fetch_release(settings, policy, refresh=True)
     if before is None or before.release != after.release:
         log(f"now at {after.release}{f' (was {before.release})' if before else ''}: "
             "run `doit` to verify it and rebuild")
+
+
+@contextmanager
+def disk_errors_as_build_errors() -> Iterator[None]:
+    """A full disk or a read-only build/ while writing the small files: one line, not a traceback."""
+    try:
+        yield
+    except OSError as error:
+        if error.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES):
+            raise
+        raise disk_error(error, Path(error.filename or FCOS_DIR)) from None
 
 
 def retry_policy() -> RetryPolicy:

@@ -31,10 +31,18 @@ from doit.tools import config_changed
 from tasks import config as config_module
 from tasks.common import FCOS_DIR, BuildError, TaskDict, action, log, write_atomic
 from tasks.download import CHUNK
-from tasks.fetch import KEYRING_FILE, RELEASE_FILE, Release, download_paths, load_config, read_recorded
+from tasks.fetch import (
+    KEYRING_FILE,
+    RELEASE_FILE,
+    Release,
+    disk_errors_as_build_errors,
+    download_paths,
+    load_config,
+    read_recorded,
+    set_aside,
+)
 
 VERIFIED_STAMP = FCOS_DIR / "verified.json"
-REJECTED_DIR = FCOS_DIR / "rejected"
 STRONG_DIGESTS = {8: "SHA256", 9: "SHA384", 10: "SHA512"}  # OpenPGP hash algorithm ids
 
 
@@ -225,19 +233,6 @@ def publish(iso: Path, verified: Path) -> None:
     os.replace(tmp, verified)
 
 
-def reject(iso: Path, signature: Path, iso_name: str, reason: str) -> Path:
-    """Move a download that failed verification aside, under an unmistakable name."""
-    REJECTED_DIR.mkdir(parents=True, exist_ok=True)
-    for old in REJECTED_DIR.iterdir():  # keep one: ISOs are big
-        old.unlink()
-    rejected = REJECTED_DIR / f"REJECTED-{iso_name}"
-    os.replace(iso, rejected)
-    if signature.exists():
-        os.replace(signature, rejected.with_name(rejected.name + ".sig"))
-    (REJECTED_DIR / "REASON.txt").write_text(reason + "\n")
-    return rejected
-
-
 def verify_release(release_file: Path, iso: Path, signature: Path, keyring: Path, pinned: tuple[str, ...],
                    verified: Path, stamp: Path) -> dict[str, Any]:
     release = read_recorded(release_file)
@@ -253,7 +248,7 @@ def verify_release(release_file: Path, iso: Path, signature: Path, keyring: Path
             raise VerificationError(f"sha256 mismatch: {iso} has {sha256}, the {release.sha256_source} says "
                                     f"{expected}")
     except VerificationError as error:
-        rejected = reject(iso, signature, release.iso_name, error.message)
+        rejected = set_aside(iso, signature, release.iso_name, error.message)
         raise BuildError(f"{error.message}; moved aside to {rejected}",
                          hint="run doit again to download afresh; if it repeats, do not trust the source") from None
     if not release.sha256:
@@ -268,7 +263,8 @@ def verify_release(release_file: Path, iso: Path, signature: Path, keyring: Path
 @action
 def verify(release_file: Path, iso: Path, signature: Path, keyring: Path, pinned: tuple[str, ...],
            verified: Path, stamp: Path) -> None:
-    verify_release(release_file, iso, signature, keyring, pinned, verified, stamp)
+    with disk_errors_as_build_errors():
+        verify_release(release_file, iso, signature, keyring, pinned, verified, stamp)
 
 
 def task_verify() -> Iterator[TaskDict]:

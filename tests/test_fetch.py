@@ -299,7 +299,9 @@ def test_truncated_file_on_the_mirror_is_a_sha256_mismatch(site: Site) -> None:
         site.fetch()
     one_line_error(excinfo, "sha256 mismatch", "moved aside to build/fcos/rejected/REJECTED-")
     assert not download_paths("x86_64")[0].exists()
-    assert len(list(Path("build/fcos/rejected").iterdir())) == 1
+    assert sorted(p.name for p in Path("build/fcos/rejected").iterdir()) == [
+        "REASON.txt", f"REJECTED-fedora-coreos-{RELEASE}-live-iso.x86_64.iso"]
+    assert "sha256 mismatch" in Path("build/fcos/rejected/REASON.txt").read_text()
 
 
 def test_missing_signature_file(site: Site) -> None:
