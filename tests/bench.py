@@ -205,6 +205,7 @@ def machine_info(tmpdir: Path) -> dict[str, str]:
         "Python": f"{platform.python_version()} ({sys.executable})",
         "kernel": platform.release(),
         "doit": ".".join(map(str, doit.__version__)),
+        "load average at start": " ".join(f"{x:.2f}" for x in os.getloadavg()) + " (1/5/15 min; other work skews results)",
         "tools": "; ".join(version(argv) for argv in (["curl", "--version"], ["gpgv", "--version"],
                                                        ["cp", "--version"])),
     }
@@ -683,6 +684,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     command = " ".join(["python", "tests/bench.py", *(sys.argv[1:] if argv is None else argv)])
     started = time.perf_counter()
+    # users' runs cache bytecode: so do ours (an environment may have turned that off)
+    bytecode_note = os.environ.pop("PYTHONDONTWRITEBYTECODE", None) is not None
     tmp = pick_tmpdir(args.tmpdir, needed=12 * args.iso_mb * MiB)
     machine = machine_info(tmp)
     print("Machine:")
@@ -701,6 +704,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"kept {tmp}")
         else:
             shutil.rmtree(tmp, ignore_errors=True)
+    machine["load average at end"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    if bytecode_note:
+        machine["note"] = "PYTHONDONTWRITEBYTECODE was set; unset for the measured runs (users cache bytecode)"
     text = report(bench, machine, command, time.perf_counter() - started)
     print()
     print(text, end="")
