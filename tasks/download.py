@@ -93,7 +93,8 @@ def read_url(url: str, *, what: str, policy: RetryPolicy, session: requests.Sess
         try:
             return path.read_bytes()
         except FileNotFoundError:
-            raise BuildError(f"{what} not found: {path}", hint="check the path or URL in the config") from None
+            raise BuildError(f"{what} not found: {path}",
+                             hint="check the path or URL in the config") from None
         except OSError as error:
             raise BuildError(f"{what}: cannot read {path}: {error.strerror}") from None
     session = session or requests.Session()
@@ -382,7 +383,8 @@ class _progress:
         if self.total and self.done * 4 >= self.next_quarter * self.total:
             elapsed = max(time.monotonic() - self.started, 1e-6)
             rate = (self.done - self.initial) / elapsed / (1 << 20)
-            log(f"{self.what}: {self.done * 100 // self.total}% ({self.done / 2**20:.1f} of {self.total / 2**20:.1f} MiB, "
+            log(f"{self.what}: {self.done * 100 // self.total}% "
+                f"({self.done / 2**20:.1f} of {self.total / 2**20:.1f} MiB, "
                 f"{rate:.0f} MiB/s)")
             self.next_quarter = self.done * 4 // self.total + 1
 

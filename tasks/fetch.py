@@ -142,11 +142,11 @@ def iso_from_stream(doc: dict[str, Any], *, stream: str, architecture: str, url:
                          f"(architectures.{architecture}.artifacts.metal.formats.iso.disk)",
                          hint="check fcos.architecture and fcos.stream")
     where = f"architectures.{architecture}.artifacts.metal"
-    release, location = metal.get("release"), disk.get("location")
-    signature, sha256 = disk.get("signature") or (location and location + ".sig"), disk.get("sha256")
-    for name, value in (("release", release), ("formats.iso.disk.location", location)):
-        if not isinstance(value, str) or not value:
-            raise BuildError(f"stream metadata {url}: {where}.{name} is missing", hint="a broken mirror?")
+    release = text_field(metal, "release", f"stream metadata {url}: {where}.release")
+    location = text_field(disk, "location", f"stream metadata {url}: {where}.formats.iso.disk.location")
+    listed_signature = disk.get("signature")
+    signature = listed_signature if isinstance(listed_signature, str) else location + ".sig"
+    sha256 = disk.get("sha256")
     if not isinstance(sha256, str) or not SHA256_HEX.match(sha256):
         raise BuildError(f"stream metadata {url}: {where}.formats.iso.disk.sha256 is not a sha256",
                          hint="a broken mirror?")
@@ -170,6 +170,13 @@ def iso_from_meta(meta_text: bytes | None, *, stream: str, release: str, archite
             sha256, source = live_iso["sha256"], "meta.json"
     return Release(stream=stream, architecture=architecture, release=release, iso_name=name,
                    location=base + name, signature=base + name + ".sig", sha256=sha256, sha256_source=source)
+
+
+def text_field(container: dict[str, Any], key: str, where: str) -> str:
+    value = container.get(key)
+    if not isinstance(value, str) or not value:
+        raise BuildError(f"{where} is missing", hint="a broken mirror?")
+    return value
 
 
 def dig(value: object, *keys: str) -> Any:
@@ -269,10 +276,12 @@ def fetch_files(release: Release, mirror: str | None, policy: RetryPolicy, *,
     done = download(iso_url, part, what=f"ISO {release.iso_name}", policy=policy,
                     identity=f"{release.location} {release.sha256}", progress=progress)
     if release.sha256 and done.sha256 != release.sha256:
-        problem = f"sha256 mismatch for {iso_url}: got {done.sha256}, the {release.sha256_source} says {release.sha256}"
+        problem = (f"sha256 mismatch for {iso_url}: got {done.sha256}, "
+                   f"the {release.sha256_source} says {release.sha256}")
         rejected = reject_part(part, release.iso_name, problem)
         raise BuildError(f"{problem}; moved aside to {rejected}",
-                         hint="run doit again to download afresh; if it repeats the mirror serves a wrong file")
+                         hint="run doit again to download afresh; "
+                              "if it repeats the mirror serves a wrong file")
     os.replace(part, iso)
     part.with_name(part.name + ".source").unlink(missing_ok=True)
     write_atomic(signature, sig)
@@ -340,7 +349,8 @@ def fetch(settings: dict[str, Any], policy: RetryPolicy) -> None:
 @action
 def update(settings: dict[str, Any], policy: RetryPolicy) -> None:
     if settings["release"]:
-        log(f"fcos.release pins {settings['release']}: nothing to update (remove the pin to follow the stream)")
+        log(f"fcos.release pins {settings['release']}: nothing to update "
+            "(remove the pin to follow the stream)")
         return
     before = read_recorded()
     with disk_errors_as_build_errors():

@@ -108,7 +108,8 @@ def good_signature(status: str, pinned: Iterable[str]) -> GoodSignature | None:
     """The VALIDSIG by a pinned key with a strong digest, if gpgv's status output has one."""
     wanted = {fp.upper() for fp in pinned}
     for words in status_lines(status):
-        # VALIDSIG <fpr> <date> <timestamp> <expire> <version> <reserved> <pk-algo> <hash-algo> <class> <primary>
+        # VALIDSIG <fpr> <date> <timestamp> <expire> <version> <reserved> <pk-algo> <hash-algo> <class>
+        #          <primary fpr>
         if words[0] == "VALIDSIG" and len(words) >= 11:
             key, primary, digest = words[1].upper(), words[10].upper(), int(words[8])
             if (primary in wanted or key in wanted) and digest in STRONG_DIGESTS:
@@ -122,7 +123,8 @@ def explain_failure(status: str, stderr: str, *, iso: Path, signature: Path, key
     words_list = status_lines(status)
     kinds = {words[0]: words for words in words_list}
     if "BADSIG" in kinds:
-        return f"BAD signature: {iso} does not match {signature} (key {kinds['BADSIG'][1]}): corrupt or tampered"
+        return (f"BAD signature: {iso} does not match {signature} (key {kinds['BADSIG'][1]}): "
+                "corrupt or tampered")
     if "NODATA" in kinds or "NO_DATA" in kinds:
         return f"{signature} holds no OpenPGP signature"
     if "NO_PUBKEY" in kinds or ("ERRSIG" in kinds and kinds["ERRSIG"][6:7] == ["9"]):
@@ -138,7 +140,8 @@ def explain_failure(status: str, stderr: str, *, iso: Path, signature: Path, key
         if words[0] in ("EXPKEYSIG", "REVKEYSIG", "EXPSIG"):
             return f"{signature}: {words[0]} (the signing key is expired or revoked)"
         if words[0] == "VALIDSIG" and len(words) >= 9 and int(words[8]) not in STRONG_DIGESTS:
-            return f"{signature} uses a weak digest (OpenPGP hash algorithm {words[8]}); SHA-256 or better required"
+            return (f"{signature} uses a weak digest (OpenPGP hash algorithm {words[8]}); "
+                    "SHA-256 or better required")
     tail = stderr.strip().splitlines()[-1:] or ["no details"]
     return f"gpgv did not accept {signature}: {tail[0]}"
 
@@ -150,7 +153,8 @@ def gpg(home: Path, *args: str) -> subprocess.CompletedProcess[bytes]:
         return subprocess.run(["gpg", "--homedir", os.fspath(home), "--batch", "--no-autostart",
                                "--no-tty", *args], capture_output=True, check=False)
     except FileNotFoundError:
-        raise BuildError("gpg not found", hint="install GnuPG (apt install gnupg / dnf install gnupg2)") from None
+        raise BuildError("gpg not found",
+                         hint="install GnuPG (apt install gnupg / dnf install gnupg2)") from None
 
 
 def keys_in(keyring: Path, home: Path) -> list[Key]:
@@ -180,12 +184,13 @@ def check_signature(iso: Path, signature: Path, keyring: Path,
         exported = gpg(home, "--export", *(key.primary for key in trusted)).stdout
         trusted_ring = home / "trusted.gpg"
         trusted_ring.write_bytes(exported)
-        argv = ["gpgv", "--homedir", os.fspath(home), "--status-fd", "1", "--keyring", os.fspath(trusted_ring),
-                os.fspath(signature), os.fspath(iso)]
+        argv = ["gpgv", "--homedir", os.fspath(home), "--status-fd", "1",
+                "--keyring", os.fspath(trusted_ring), os.fspath(signature), os.fspath(iso)]
         try:
             gpgv = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         except FileNotFoundError:
-            raise BuildError("gpgv not found", hint="install gpgv (apt install gpgv / dnf install gnupg2)") from None
+            raise BuildError("gpgv not found",
+                             hint="install gpgv (apt install gpgv / dnf install gnupg2)") from None
         try:
             sha256 = sha256_of(iso)  # meanwhile: gpgv and hashlib each read the file on their own core
         finally:
@@ -250,7 +255,8 @@ def verify_release(release_file: Path, iso: Path, signature: Path, keyring: Path
     except VerificationError as error:
         rejected = set_aside(iso, signature, release.iso_name, error.message)
         raise BuildError(f"{error.message}; moved aside to {rejected}",
-                         hint="run doit again to download afresh; if it repeats, do not trust the source") from None
+                         hint="run doit again to download afresh; "
+                              "if it repeats, do not trust the source") from None
     if not release.sha256:
         log(f"{release.iso_name}: no published sha256 for this release; the signature alone vouches for it")
     publish(iso, verified)

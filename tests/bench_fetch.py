@@ -93,7 +93,8 @@ def main() -> None:
     with Mirror(work / "mirror") as mirror:
         published = publish_fcos(mirror.root, iso, key, base_url=mirror.url(""))
         settings = {"stream": "stable", "architecture": "x86_64", "release": None,
-                    "stream_url": published["stream_url"], "mirror": None, "keyring": published["keyring_url"]}
+                    "stream_url": published["stream_url"], "mirror": None,
+                    "keyring": published["keyring_url"]}
         doit_project = work / "doit-project"
         shutil.rmtree(doit_project, ignore_errors=True)
         (doit_project / "jsonnet").mkdir(parents=True)
@@ -114,7 +115,8 @@ def main() -> None:
             shutil.rmtree(plain, ignore_errors=True)
             plain.mkdir()
             start = time.monotonic()
-            subprocess.run(["curl", "-sf", "-o", os.fspath(plain / "live.iso"), published["iso_url"]], check=True)
+            subprocess.run(["curl", "-sf", "-o", os.fspath(plain / "live.iso"), published["iso_url"]],
+                           check=True)
             subprocess.run(["curl", "-sf", "-o", os.fspath(plain / "live.iso.sig"), published["sig_url"]],
                            check=True)
             subprocess.run(["gpgv", "--keyring", os.fspath(keyring_gpg), os.fspath(plain / "live.iso.sig"),
@@ -144,7 +146,8 @@ def main() -> None:
     print(f"  curl -o + gpgv           {base:6.2f} s")
     for name, label in (("library", "fetch+verify (actions)"), ("doit", "doit fetch+verify")):
         median = statistics.median(rows[name])
-        print(f"  {label:24} {median:6.2f} s  ratio {median / base:.2f}  peak RSS {max(rss[name]) / 1024:.0f} MiB")
+        print(f"  {label:24} {median:6.2f} s  ratio {median / base:.2f}  "
+              f"peak RSS {max(rss[name]) / 1024:.0f} MiB")
 
 
 if __name__ == "__main__":

@@ -48,7 +48,8 @@ class SigningKey:
     public_armored: bytes
 
     @classmethod
-    def generate(cls, directory: Path, name: str = "Test Signer", *, algorithm: str = "ed25519") -> SigningKey:
+    def generate(cls, directory: Path, name: str = "Test Signer", *,
+                 algorithm: str = "ed25519") -> SigningKey:
         """A fresh signing-only key (no passphrase, no expiry); `algorithm` e.g. "ed25519", "rsa2048"."""
         home = Path(tempfile.mkdtemp(prefix="gpg-"))
         home.chmod(0o700)
@@ -65,7 +66,7 @@ class SigningKey:
     @staticmethod
     def _primary_fingerprint(home: Path) -> str:
         lines = _gpg(home, "--with-colons", "--list-secret-keys").decode().splitlines()
-        for previous, line in zip(lines, lines[1:]):
+        for previous, line in zip(lines, lines[1:], strict=False):
             if previous.startswith("sec:") and line.startswith("fpr:"):
                 return line.split(":")[9]
         raise RuntimeError(f"no secret key in {home}")

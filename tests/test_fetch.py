@@ -33,7 +33,7 @@ from tasks.fetch import (
     version_key,
 )
 from tasks.verify import VERIFIED_STAMP, verified_iso_path, verify_release
-from tests.mirror import Mirror, fcos_iso_relpath, publish_fcos, sha256_file
+from tests.mirror import Mirror, publish_fcos, sha256_file
 from tests.signing import SigningKey
 from tests.tools import shared_dir
 
@@ -192,7 +192,8 @@ def test_fetch_records_the_release_and_downloads_iso_signature_keyring(site: Sit
     assert not list(iso.parent.glob("*.part*"))
 
 
-def test_connection_dropped_twice_then_resumed_byte_identical(site: Site, capsys: pytest.CaptureFixture[str]) -> None:
+def test_connection_dropped_twice_then_resumed_byte_identical(
+        site: Site, capsys: pytest.CaptureFixture[str]) -> None:
     site.mirror.drop_after(site.iso_rel, 1_000_000)
     site.mirror.drop_after(site.iso_rel, 700_000)
     site.fetch()
@@ -204,7 +205,8 @@ def test_connection_dropped_twice_then_resumed_byte_identical(site: Site, capsys
     assert "resuming at byte 1,000,000" in log and "resuming at byte 1,700,000" in log
 
 
-def test_restart_after_an_interrupted_run_resumes_the_part(site: Site, capsys: pytest.CaptureFixture[str]) -> None:
+def test_restart_after_an_interrupted_run_resumes_the_part(
+        site: Site, capsys: pytest.CaptureFixture[str]) -> None:
     # Every attempt of the first run drops: it gives up (as after Ctrl-C), keeping the part.
     site.mirror.drop_after(site.iso_rel, 1_200_000, times=1)
     site.mirror.fail(site.iso_rel, 503, times=2)
@@ -221,7 +223,8 @@ def test_restart_after_an_interrupted_run_resumes_the_part(site: Site, capsys: p
     assert verified_iso_path("x86_64").read_bytes() == site.iso.read_bytes()
 
 
-def test_server_ignoring_range_falls_back_to_a_full_download(site: Site, capsys: pytest.CaptureFixture[str]) -> None:
+def test_server_ignoring_range_falls_back_to_a_full_download(
+        site: Site, capsys: pytest.CaptureFixture[str]) -> None:
     site.mirror.drop_after(site.iso_rel, 1_000_000)
     site.mirror.ignore_range(site.iso_rel, times=1)
     site.fetch()
@@ -423,7 +426,8 @@ def test_recorded_release_is_kept_and_update_moves_to_a_newer_one(site: Site, tm
     assert verified_iso_path("x86_64").read_bytes() == newer.read_bytes()
 
 
-def test_update_without_a_newer_release_downloads_nothing(site: Site, capsys: pytest.CaptureFixture[str]) -> None:
+def test_update_without_a_newer_release_downloads_nothing(
+        site: Site, capsys: pytest.CaptureFixture[str]) -> None:
     site.fetch()
     fetch_module.update(site.settings, POLICY)
     assert len(iso_gets(site)) == 1

@@ -18,10 +18,13 @@ from pathlib import Path
 
 import pytest
 
+from tests import test_fetch
 from tests.mirror import Mirror, publish_fcos
 from tests.signing import SigningKey
-from tests.test_fetch import iso_bytes, other_key, signing_key  # noqa: F401  (fixtures)
 from tests.tools import REPO, require_tool
+
+# Fixtures from test_fetch.py: the signing keys and the ISO's bytes.
+signing_key, other_key, iso_bytes = test_fetch.signing_key, test_fetch.other_key, test_fetch.iso_bytes
 
 DODO = """\
 from pathlib import Path
@@ -73,7 +76,7 @@ class Project:
 
 
 @pytest.fixture
-def project(tmp_path: Path, signing_key: SigningKey, iso_bytes: bytes):  # noqa: F811
+def project(tmp_path: Path, signing_key: SigningKey, iso_bytes: bytes):
     require_tool("gpg", "gpgv", "ssh-keygen")
     iso = tmp_path / "fcos.iso"
     iso.write_bytes(iso_bytes)
@@ -147,7 +150,7 @@ def test_ctrl_c_then_rerun_resumes(project: Project) -> None:
     assert project.path(VERIFIED).read_bytes() == project.iso.read_bytes()  # type: ignore[attr-defined]
 
 
-def test_untrusted_signature_fails_with_one_line_and_exit_1(project: Project, other_key: SigningKey) -> None:  # noqa: F811
+def test_untrusted_signature_fails_with_one_line_and_exit_1(project: Project, other_key: SigningKey) -> None:
     project.fcos["fingerprints"] = [other_key.fingerprint]
     project.write_config()
     result = project.doit()
@@ -157,7 +160,8 @@ def test_untrusted_signature_fails_with_one_line_and_exit_1(project: Project, ot
     assert not project.path(VERIFIED).exists()
 
 
-def test_update_task_moves_to_a_newer_release(project: Project, tmp_path: Path, signing_key: SigningKey) -> None:  # noqa: F811
+def test_update_task_moves_to_a_newer_release(project: Project, tmp_path: Path,
+                                              signing_key: SigningKey) -> None:
     assert project.doit().returncode == 0
     newer = tmp_path / "newer.iso"
     newer.write_bytes(os.urandom(1_000_000))

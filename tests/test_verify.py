@@ -19,21 +19,14 @@ from tasks.verify import (
     verified_paths,
     verify,
 )
+from tests import test_fetch
 from tests.mirror import publish_fcos
 from tests.signing import SigningKey
-from tests.test_fetch import (  # noqa: F401  (fixtures)
-    ISO_SIZE,
-    NEWER,
-    POLICY,
-    RELEASE,
-    Site,
-    assert_nothing_verified,
-    iso_bytes,
-    one_line_error,
-    other_key,
-    signing_key,
-    site,
-)
+from tests.test_fetch import ISO_SIZE, NEWER, POLICY, RELEASE, Site, assert_nothing_verified, one_line_error
+
+# The fixtures test_fetch.py defines (a mirror with a signed ISO, in a fresh project directory).
+site, signing_key, other_key, iso_bytes = test_fetch.site, test_fetch.signing_key, test_fetch.other_key, \
+    test_fetch.iso_bytes
 
 
 def rejected_files() -> list[str]:
@@ -106,7 +99,8 @@ def test_keyring_without_any_pinned_key(site: Site, other_key: SigningKey) -> No
     site.fetch()
     with pytest.raises(BuildError) as excinfo:
         site.verify(pinned=(other_key.fingerprint,))
-    one_line_error(excinfo, "none of the 1 keys pinned in fcos.fingerprints is in the keyring build/fcos/keyring.asc")
+    one_line_error(excinfo, "none of the 1 keys pinned in fcos.fingerprints is in the keyring "
+                            "build/fcos/keyring.asc")
     assert_nothing_verified()
 
 
@@ -130,7 +124,8 @@ def test_signature_file_that_is_not_a_signature(site: Site) -> None:
     assert_nothing_verified()
 
 
-def test_a_failed_check_never_replaces_the_verified_iso(site: Site, tmp_path: Path, other_key: SigningKey) -> None:
+def test_a_failed_check_never_replaces_the_verified_iso(site: Site, tmp_path: Path,
+                                                        other_key: SigningKey) -> None:
     site.fetch()
     first = site.verify()
     newer = tmp_path / "newer.iso"
