@@ -485,3 +485,21 @@ def test_local_keyring_path(site: Site, tmp_path: Path) -> None:
     site.settings["keyring"] = os.fspath(keyring)
     site.fetch()
     assert KEYRING_FILE.read_bytes() == site.key.public_armored
+
+
+def test_a_complete_part_left_before_the_rename_is_not_downloaded_again(site: Site) -> None:
+    iso, _ = download_paths("x86_64")
+    iso.parent.mkdir(parents=True)
+    part = iso.with_name(iso.name + ".part")
+    part.write_bytes(site.iso.read_bytes())  # killed right after the last byte, before the rename
+    identity = f"{site.published['iso_url']} {site.published['sha256']}"
+    part.with_name(part.name + ".source").write_text(json.dumps({"identity": identity}))
+    site.fetch()
+    assert [r[2] for r in iso_gets(site)] == [f"bytes={ISO_SIZE}-"]  # answered 416: nothing left
+    assert iso.read_bytes() == site.iso.read_bytes()
+
+
+def test_progress_bar_on_a_terminal(site: Site, capsys: pytest.CaptureFixture[str]) -> None:
+    done = download(site.mirror.url(site.iso_rel), Path("iso.part"), what="ISO", policy=POLICY, progress=True)
+    assert done.size == ISO_SIZE and done.sha256 == site.published["sha256"]
+    assert "ISO: 100%" in capsys.readouterr().err  # tqdm's bar, not the plain quarter lines
