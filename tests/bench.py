@@ -45,6 +45,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:  # `python tests/bench.py` puts tests/ first, not the repo
@@ -53,6 +54,7 @@ if str(REPO) not in sys.path:  # `python tests/bench.py` puts tests/ first, not 
 from tests import pipeline_project  # noqa: E402
 from tests.mirror import Mirror  # noqa: E402
 from tests.pipeline_project import Project  # noqa: E402
+from tests.synthetic_iso import build_fcos_iso  # noqa: E402
 
 MiB = 1024 * 1024
 SCENARIOS = ("noop", "embed", "cold", "rss", "transpile", "iso-cli")
@@ -102,11 +104,16 @@ class ScenarioError(Exception):
 def measure(argv: Sequence[str], *, cwd: Path, env: dict[str, str] | None = None) -> Run:
     """Run argv, timing it by the wall clock and taking its peak RSS from wait4."""
     env = dict(os.environ if env is None else env)
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err, \
-            tempfile.NamedTemporaryFile(prefix="bench-io-") as io_file:
+    with (
+        tempfile.TemporaryFile() as out,
+        tempfile.TemporaryFile() as err,
+        tempfile.NamedTemporaryFile(prefix="bench-io-") as io_file,
+    ):
         env["BENCH_IO_FILE"] = io_file.name
         start = time.perf_counter()
-        proc = subprocess.Popen(list(argv), cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=err)
+        proc = subprocess.Popen(
+            list(argv), cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=err
+        )
         _, status, usage = os.wait4(proc.pid, 0)
         seconds = time.perf_counter() - start
         proc.returncode = os.waitstatus_to_exitcode(status)
@@ -114,8 +121,15 @@ def measure(argv: Sequence[str], *, cwd: Path, env: dict[str, str] | None = None
         err.seek(0)
         io_text = Path(io_file.name).read_text()
         io = {k: int(v) for k, v in (line.split(": ") for line in io_text.splitlines() if ": " in line)}
-        return Run(list(argv), seconds, usage.ru_maxrss, proc.returncode,
-                   out.read().decode(errors="replace"), err.read().decode(errors="replace"), io)
+        return Run(
+            list(argv),
+            seconds,
+            usage.ru_maxrss,
+            proc.returncode,
+            out.read().decode(errors="replace"),
+            err.read().decode(errors="replace"),
+            io,
+        )
 
 
 def settle() -> None:
@@ -157,9 +171,15 @@ def profile_summary(path: Path, top: int = 8) -> str:
 
     ranked = sorted(stats.items(), key=lambda item: -item[1][2])[:top]
     parts = [f"{name(key)} {fmt_s(value[2])}" for key, value in ranked if value[2] >= 0.02]
-    md5 = sum(value[3] for key, value in stats.items()
-              if key[2] == "get_file_md5" and key[0].endswith(os.path.join("doit", "dependency.py")))
-    return "; ".join(parts) + f" — of which doit's md5 of file_dep/targets (get_file_md5, cumulative) {fmt_s(md5)}"
+    md5 = sum(
+        value[3]
+        for key, value in stats.items()
+        if key[2] == "get_file_md5" and key[0].endswith(os.path.join("doit", "dependency.py"))
+    )
+    return (
+        "; ".join(parts)
+        + f" — of which doit's md5 of file_dep/targets (get_file_md5, cumulative) {fmt_s(md5)}"
+    )
 
 
 # --------------------------------------------------------------------------------------------------
@@ -183,9 +203,13 @@ def machine_info(tmpdir: Path) -> dict[str, str]:
                 break
     except OSError:
         pass
-    fs = subprocess.run(["findmnt", "-n", "-o", "FSTYPE,SOURCE", "-T", os.fspath(tmpdir)],
-                        capture_output=True, text=True, check=False).stdout.split()
-    fs = " ".join(fs) or "?"
+    fs = subprocess.run(
+        ["findmnt", "-n", "-o", "FSTYPE,SOURCE", "-T", os.fspath(tmpdir)],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.split()
+    filesystem = " ".join(fs) or "?"
     free = shutil.disk_usage(tmpdir).free / 1024**3
 
     def version(argv: list[str]) -> str:
@@ -201,13 +225,15 @@ def machine_info(tmpdir: Path) -> dict[str, str]:
         "CPU": cpu,
         "cores": f"{os.cpu_count()} ({len(os.sched_getaffinity(0))} usable)",
         "RAM": ram,
-        "temp dir": f"{tmpdir} ({fs}, {free:.0f} GiB free)",
+        "temp dir": f"{tmpdir} ({filesystem}, {free:.0f} GiB free)",
         "Python": f"{platform.python_version()} ({sys.executable})",
         "kernel": platform.release(),
         "doit": ".".join(map(str, doit.__version__)),
-        "load average at start": " ".join(f"{x:.2f}" for x in os.getloadavg()) + " (1/5/15 min; other work skews results)",
-        "tools": "; ".join(version(argv) for argv in (["curl", "--version"], ["gpgv", "--version"],
-                                                       ["cp", "--version"])),
+        "load average at start": " ".join(f"{x:.2f}" for x in os.getloadavg())
+        + " (1/5/15 min; other work skews results)",
+        "tools": "; ".join(
+            version(argv) for argv in (["curl", "--version"], ["gpgv", "--version"], ["cp", "--version"])
+        ),
     }
 
 
@@ -216,8 +242,12 @@ def pick_tmpdir(requested: Path | None, needed: int) -> Path:
     candidates = [requested] if requested else [Path("/var/tmp"), REPO / "build" / "bench"]
     for candidate in candidates:
         candidate.mkdir(parents=True, exist_ok=True)
-        fstype = subprocess.run(["findmnt", "-n", "-o", "FSTYPE", "-T", os.fspath(candidate)],
-                                capture_output=True, text=True, check=False).stdout.strip()
+        fstype = subprocess.run(
+            ["findmnt", "-n", "-o", "FSTYPE", "-T", os.fspath(candidate)],
+            capture_output=True,
+            text=True,
+            check=False,
+        ).stdout.strip()
         if requested or (fstype != "tmpfs" and shutil.disk_usage(candidate).free > needed):
             if shutil.disk_usage(candidate).free < needed:
                 print(f"warning: {candidate} has less than {needed / 1024**3:.1f} GiB free", file=sys.stderr)
@@ -258,18 +288,18 @@ def densify(iso: Path) -> None:
 def make_project(root: Path, iso_mb: int, *, dense: bool) -> tuple[Project, Mirror, Path]:
     """A mirror of its own (one release per mirror tree) and a project copy wired to it."""
     mirror = Mirror(root / "mirror").start()
-    original = pipeline_project.build_fcos_iso
+    original = build_fcos_iso
 
-    def build(path: Path, **kwargs: object) -> None:
+    def build(path: Path, **kwargs: Any) -> None:
         original(path, **kwargs)
         if dense:
             densify(path)
 
-    pipeline_project.build_fcos_iso = build
+    pipeline_project.build_fcos_iso = build  # type: ignore[attr-defined]  # Project.create uses it
     try:
         project = Project.create(root / "checkout", mirror, iso_bytes=iso_mb * MiB)
     finally:
-        pipeline_project.build_fcos_iso = original
+        pipeline_project.build_fcos_iso = original  # type: ignore[attr-defined]
     upstream = root / "checkout-upstream.iso"
     return project, mirror, upstream
 
@@ -350,10 +380,15 @@ class Bench:
         prepare()
         settle()
         dump = self.tmp / ("".join(c if c.isalnum() else "-" for c in label) + ".prof")
-        run = measure([sys.executable, "-m", "cProfile", "-o", os.fspath(dump), "-m", "doit", *args],
-                      cwd=self.project.root, env=self.env(self.project)).check(f"profiled {label}")
-        self.notes.append(f"profile of one {label} ({fmt_s(run.seconds)} under cProfile; the doit process only, "
-                          f"a subprocess such as gpgv counts as waiting), most own time: {profile_summary(dump)}")
+        run = measure(
+            [sys.executable, "-m", "cProfile", "-o", os.fspath(dump), "-m", "doit", *args],
+            cwd=self.project.root,
+            env=self.env(self.project),
+        ).check(f"profiled {label}")
+        self.notes.append(
+            f"profile of one {label} ({fmt_s(run.seconds)} under cProfile; the doit process only, "
+            f"a subprocess such as gpgv counts as waiting), most own time: {profile_summary(dump)}"
+        )
 
     def base_iso(self) -> Path:
         assert self.project is not None and self.upstream is not None
@@ -370,25 +405,32 @@ class Bench:
         assert self.project is not None
         run = self.doit(self.project).check("doit (building the project)")
         if not (self.project.root / "build" / "iso" / f"{NODE}.iso").exists():
-            raise ScenarioError(f"doit succeeded but build/iso/{NODE}.iso is missing:\n{run.stdout}{run.stderr}")
+            raise ScenarioError(
+                f"doit succeeded but build/iso/{NODE}.iso is missing:\n{run.stdout}{run.stderr}"
+            )
 
     # --- setup ----------------------------------------------------------------------------------
 
     def setup(self) -> None:
         started = time.perf_counter()
-        project, mirror, upstream = make_project(self.tmp / f"p{self.args.iso_mb}", self.args.iso_mb,
-                                                 dense=not self.args.sparse)
+        project, mirror, upstream = make_project(
+            self.tmp / f"p{self.args.iso_mb}", self.args.iso_mb, dense=not self.args.sparse
+        )
         self.mirrors.append(mirror)
         self.project, self.upstream = project, upstream
         subprocess.run(["sync"], check=False)
-        print(f"setup: {self.args.iso_mb} MiB {'sparse' if self.args.sparse else 'dense'} ISO built, signed and "
-              f"published on {mirror.base_url} in {time.perf_counter() - started:.1f} s", flush=True)
+        print(
+            f"setup: {self.args.iso_mb} MiB {'sparse' if self.args.sparse else 'dense'} ISO built, signed, "
+            f"published on {mirror.base_url} in {time.perf_counter() - started:.1f} s",
+            flush=True,
+        )
 
     # --- scenarios ------------------------------------------------------------------------------
 
     def scenario_cold(self) -> None:
         assert self.project is not None
-        project, published = self.project, self.project.published
+        project = self.project
+        published: dict[str, str] = project.published  # type: ignore[attr-defined]  # Project.create
         work = self.tmp / "curl"
         work.mkdir(exist_ok=True)
         gnupg = self.tmp / "gnupg"
@@ -413,38 +455,73 @@ class Bench:
                 ("curl", ["curl", "-sSfo", os.fspath(ring), published["keyring_url"]]),
                 ("curl", ["curl", "-sSfo", os.fspath(sig), published["sig_url"]]),
                 ("curl", ["curl", "-sSfo", os.fspath(iso), published["iso_url"]]),
-                ("gpgv", ["gpg", "--batch", "--homedir", os.fspath(gnupg), "--dearmor", "-o",
-                          os.fspath(work / "keyring.gpg"), os.fspath(ring)]),
-                ("gpgv", ["gpgv", "--keyring", os.fspath(work / "keyring.gpg"), os.fspath(sig), os.fspath(iso)]),
+                (
+                    "gpgv",
+                    [
+                        "gpg",
+                        "--batch",
+                        "--homedir",
+                        os.fspath(gnupg),
+                        "--dearmor",
+                        "-o",
+                        os.fspath(work / "keyring.gpg"),
+                        os.fspath(ring),
+                    ],
+                ),
+                (
+                    "gpgv",
+                    ["gpgv", "--keyring", os.fspath(work / "keyring.gpg"), os.fspath(sig), os.fspath(iso)],
+                ),
                 ("cp", ["cp", os.fspath(iso), os.fspath(work / f"{NODE}.iso")]),
             ]
             runs = [(kind, measure(argv, cwd=work).check(f"baseline {argv[0]}")) for kind, argv in steps]
             for kind in parts:
                 parts[kind].append(sum(run.seconds for k, run in runs if k == kind))
             total = runs[0][1]
-            return Run(["curl+gpgv+cp"], sum(run.seconds for _, run in runs),
-                       max(run.maxrss_kb for _, run in runs), 0, total.stdout, total.stderr)
+            return Run(
+                ["curl+gpgv+cp"],
+                sum(run.seconds for _, run in runs),
+                max(run.maxrss_kb for _, run in runs),
+                0,
+                total.stdout,
+                total.stderr,
+            )
 
         ours, theirs = interleave(self.repeats(3), pipeline, baseline)
         self.cold_runs = ours
         ratio = median(ours) / median(theirs)
-        self.rows.append(Row("cold build from the loopback mirror", fmt_s(median(ours)),
-                             f"curl -o + gpgv + cp: {fmt_s(median(theirs))}", ratio, "≤ 1.3x", ratio <= 1.3,
-                             f"range {spread(ours)} vs {spread(theirs)}"))
+        self.rows.append(
+            Row(
+                "cold build from the loopback mirror",
+                fmt_s(median(ours)),
+                f"curl -o + gpgv + cp: {fmt_s(median(theirs))}",
+                ratio,
+                "≤ 1.3x",
+                ratio <= 1.3,
+                f"range {spread(ours)} vs {spread(theirs)}",
+            )
+        )
         steps = [self.step_times(run) for run in ours]
-        names = sorted({name for step in steps for name in step}, key=lambda n: -statistics.median(
-            step.get(n, 0.0) for step in steps))
-        breakdown = ", ".join(f"{name} {fmt_s(statistics.median(s.get(name, 0.0) for s in steps))}"
-                              for name in names)
+        names = sorted(
+            {name for step in steps for name in step},
+            key=lambda n: -statistics.median(step.get(n, 0.0) for step in steps),
+        )
+        breakdown = ", ".join(
+            f"{name} {fmt_s(statistics.median(s.get(name, 0.0) for s in steps))}" for name in names
+        )
         accounted = statistics.median(sum(step.values()) for step in steps)
         self.profile("cold build", lambda: shutil.rmtree(project.root / "build", ignore_errors=True))
-        self.notes.append(f"cold build, median per doit step: {breakdown}; doit startup and up-to-date checks "
-                          f"{fmt_s(median(ours) - accounted)}")
+        self.notes.append(
+            f"cold build, median per doit step: {breakdown}; doit startup and up-to-date checks "
+            f"{fmt_s(median(ours) - accounted)}"
+        )
         size_mb = self.args.iso_mb * MiB / 1e6
         curl_s = statistics.median(parts["curl"])
-        self.notes.append(f"cold baseline, median per tool: curl {fmt_s(curl_s)} "
-                          f"({size_mb / curl_s:.0f} MB/s from the Python mirror), "
-                          f"gpgv {fmt_s(statistics.median(parts['gpgv']))}, cp {fmt_s(statistics.median(parts['cp']))}")
+        self.notes.append(
+            f"cold baseline, median per tool: curl {fmt_s(curl_s)} "
+            f"({size_mb / curl_s:.0f} MB/s from the Python mirror), "
+            f"gpgv {fmt_s(statistics.median(parts['gpgv']))}, cp {fmt_s(statistics.median(parts['cp']))}"
+        )
 
     def scenario_rss(self) -> None:
         sizes = sorted({*RSS_SIZES_MB, self.args.iso_mb})
@@ -465,14 +542,23 @@ class Bench:
                     mirror.stop()
                     shutil.rmtree(self.tmp / f"rss{size}", ignore_errors=True)
             peak = max(run.maxrss_kb for run in runs) / 1024
-            self.rows.append(Row(f"peak RSS, cold build, {size} MiB ISO", f"{peak:.0f} MiB ({peak * MiB / 1e6:.0f} MB)",
-                                 "", None,
-                                 "≤ 150 MB", peak * MiB <= 150e6, f"max over {len(runs)} run(s)"))
+            self.rows.append(
+                Row(
+                    f"peak RSS, cold build, {size} MiB ISO",
+                    f"{peak:.0f} MiB ({peak * MiB / 1e6:.0f} MB)",
+                    "",
+                    None,
+                    "≤ 150 MB",
+                    peak * MiB <= 150e6,
+                    f"max over {len(runs)} run(s)",
+                )
+            )
 
     def scenario_embed(self) -> None:
-        assert self.project is not None
+        project = self.project
+        assert project is not None
         self.ensure_built()
-        key = self.project.root / "keys" / "alice.pub"
+        key = project.root / "keys" / "alice.pub"
         base = self.base_iso()
         target = self.tmp / "embed-cp.iso"
 
@@ -481,9 +567,11 @@ class Bench:
             other = "alice@laptop.test" if comment != ["alice@laptop.test"] else "alice@example.test"
             key.write_text(f"{kind} {blob} {other}\n")  # the same key, a new comment: new content
             settle()
-            run = self.doit(self.project, "--reporter", "json", "embed").check("doit embed")
+            run = self.doit(project, "--reporter", "json", "embed").check("doit embed")
             if f"embed:{NODE}" not in self.executed(run):
-                raise ScenarioError(f"doit embed after a keys/ change did not re-embed:\n{run.stdout[-2000:]}")
+                raise ScenarioError(
+                    f"doit embed after a keys/ change did not re-embed:\n{run.stdout[-2000:]}"
+                )
             return run
 
         ours, theirs = interleave(self.repeats(5), pipeline, lambda: self.cp(base, target))
@@ -495,38 +583,61 @@ class Bench:
 
         self.profile("doit embed after a keys/ change", change_key, "embed")
         ratio = median(ours) / median(theirs)
-        self.rows.append(Row("`doit embed` after a keys/*.pub change", fmt_s(median(ours)),
-                             f"cp of the base ISO: {fmt_s(median(theirs))}", ratio, "≤ 1.2x (stretch 0.1x)",
-                             ratio <= 1.2, f"range {spread(ours)} vs {spread(theirs)}"
-                             + ("; stretch met" if ratio <= 0.1 else "; stretch 0.1x not met")))
+        self.rows.append(
+            Row(
+                "`doit embed` after a keys/*.pub change",
+                fmt_s(median(ours)),
+                f"cp of the base ISO: {fmt_s(median(theirs))}",
+                ratio,
+                "≤ 1.2x (stretch 0.1x)",
+                ratio <= 1.2,
+                f"range {spread(ours)} vs {spread(theirs)}"
+                + ("; stretch met" if ratio <= 0.1 else "; stretch 0.1x not met"),
+            )
+        )
         steps = [self.step_times(run) for run in ours]
-        names = sorted({n for s in steps for n in s}, key=lambda n: -statistics.median(s.get(n, 0.0) for s in steps))
-        self.notes.append("doit embed, median per step: " + ", ".join(
-            f"{n} {fmt_s(statistics.median(s.get(n, 0.0) for s in steps))}" for n in names))
+        names = sorted(
+            {n for s in steps for n in s}, key=lambda n: -statistics.median(s.get(n, 0.0) for s in steps)
+        )
+        self.notes.append(
+            "doit embed, median per step: "
+            + ", ".join(f"{n} {fmt_s(statistics.median(s.get(n, 0.0) for s in steps))}" for n in names)
+        )
 
     def scenario_noop(self) -> None:
-        assert self.project is not None
+        project = self.project
+        assert project is not None
         self.ensure_built()
         iso_bytes = self.args.iso_mb * MiB
 
         def noop() -> Run:
-            run = self.doit(self.project).check("no-op doit")
+            run = self.doit(project).check("no-op doit")
             if self.executed(run):
                 raise ScenarioError(f"doit with nothing changed ran tasks: {self.executed(run)}")
             return run
 
-        ours, theirs = interleave(self.repeats(7), noop, lambda: self.doit(self.project, "list").check("doit list"))
+        ours, theirs = interleave(
+            self.repeats(7), noop, lambda: self.doit(project, "list").check("doit list")
+        )
         ratio = median(ours) / median(theirs)
         read_ours = max(run.io.get("rchar", 0) for run in ours)
         read_theirs = max(run.io.get("rchar", 0) for run in theirs)
         no_large_read = read_ours - read_theirs < min(8 * MiB, iso_bytes // 10)
-        self.rows.append(Row("no-op `doit`, everything up to date", fmt_s(median(ours)),
-                             f"doit list: {fmt_s(median(theirs))}", ratio, "≤ 1.5x, no large file read",
-                             ratio <= 1.5 and no_large_read,
-                             f"read {read_ours / MiB:.1f} MiB vs {read_theirs / MiB:.1f} MiB "
-                             f"({'no large file read' if no_large_read else 'READS A LARGE FILE'}); peak RSS "
-                             f"{max(r.maxrss_kb for r in ours) / 1024:.0f} vs {max(r.maxrss_kb for r in theirs) / 1024:.0f} MiB; "
-                             f"range {spread(ours)} vs {spread(theirs)}"))
+        self.rows.append(
+            Row(
+                "no-op `doit`, everything up to date",
+                fmt_s(median(ours)),
+                f"doit list: {fmt_s(median(theirs))}",
+                ratio,
+                "≤ 1.5x, no large file read",
+                ratio <= 1.5 and no_large_read,
+                f"read {read_ours / MiB:.1f} MiB vs {read_theirs / MiB:.1f} MiB "
+                f"({'no large file read' if no_large_read else 'READS A LARGE FILE'}); peak RSS "
+                f"{max(r.maxrss_kb for r in ours) / 1024:.0f} vs "
+                f"{max(r.maxrss_kb for r in theirs) / 1024:.0f} MiB; "
+                f"range {spread(ours)} vs {spread(theirs)}",
+            )
+        )
 
     def scenario_transpile(self) -> None:
         assert self.project is not None
@@ -548,11 +659,22 @@ class Bench:
                 samples.append(time.perf_counter() - start)
             timings[source] = samples
         total = sum(statistics.median(samples) for samples in timings.values())
-        detail = ", ".join(f"{path.relative_to(nodes)} ({path.stat().st_size / 1024:.0f} KiB) "
-                           f"{statistics.median(s) * 1000:.1f} ms" for path, s in timings.items())
-        self.rows.append(Row("transpile a node's templates (butane.transpile, in-process)",
-                             f"{total * 1000:.1f} ms", "", None, "report", None,
-                             f"median of {rounds}: {detail}"))
+        detail = ", ".join(
+            f"{path.relative_to(nodes)} ({path.stat().st_size / 1024:.0f} KiB) "
+            f"{statistics.median(s) * 1000:.1f} ms"
+            for path, s in timings.items()
+        )
+        self.rows.append(
+            Row(
+                "transpile a node's templates (butane.transpile, in-process)",
+                f"{total * 1000:.1f} ms",
+                "",
+                None,
+                "report",
+                None,
+                f"median of {rounds}: {detail}",
+            )
+        )
 
     def scenario_iso_cli(self) -> None:
         assert self.project is not None
@@ -577,23 +699,45 @@ class Bench:
             settle()
             return measure([*cli, os.fspath(inplace)], cwd=cwd).check("tasks.iso in place")
 
-        copies, outputs, patches = interleave(self.repeats(5), lambda: self.cp(base, target), to_output, in_place)
+        copies, outputs, patches = interleave(
+            self.repeats(5), lambda: self.cp(base, target), to_output, in_place
+        )
         for path in (out, inplace, target):
             path.unlink(missing_ok=True)
         cp_s = median(copies)
         ratio = median(outputs) / cp_s
-        self.rows.append(Row("`python -m tasks.iso ignition embed -o`", fmt_s(median(outputs)),
-                             f"cp of the base ISO: {fmt_s(cp_s)}", ratio, "report", None,
-                             f"config {config.stat().st_size / 1024:.0f} KiB; range {spread(outputs)} vs {spread(copies)}"))
+        self.rows.append(
+            Row(
+                "`python -m tasks.iso ignition embed -o`",
+                fmt_s(median(outputs)),
+                f"cp of the base ISO: {fmt_s(cp_s)}",
+                ratio,
+                "report",
+                None,
+                f"config {config.stat().st_size / 1024:.0f} KiB; range {spread(outputs)} vs {spread(copies)}",
+            )
+        )
         ratio = median(patches) / cp_s
-        self.rows.append(Row("`python -m tasks.iso ignition embed` in place", fmt_s(median(patches)),
-                             f"cp of the base ISO: {fmt_s(cp_s)}", ratio, "≤ 0.05x", ratio <= 0.05,
-                             f"range {spread(patches)}"))
-        bare, imported = interleave(self.repeats(5),
-                                    lambda: measure([sys.executable, "-c", "pass"], cwd=cwd).check("python"),
-                                    lambda: measure([sys.executable, "-c", "import tasks.iso"], cwd=cwd).check("import"))
-        self.notes.append(f"floors: `python -c pass` {fmt_s(median(bare))}, `python -c 'import tasks.iso'` "
-                          f"{fmt_s(median(imported))}; 0.05x of this cp is {fmt_s(0.05 * cp_s)}")
+        self.rows.append(
+            Row(
+                "`python -m tasks.iso ignition embed` in place",
+                fmt_s(median(patches)),
+                f"cp of the base ISO: {fmt_s(cp_s)}",
+                ratio,
+                "≤ 0.05x",
+                ratio <= 0.05,
+                f"range {spread(patches)}",
+            )
+        )
+        bare, imported = interleave(
+            self.repeats(5),
+            lambda: measure([sys.executable, "-c", "pass"], cwd=cwd).check("python"),
+            lambda: measure([sys.executable, "-c", "import tasks.iso"], cwd=cwd).check("import"),
+        )
+        self.notes.append(
+            f"floors: `python -c pass` {fmt_s(median(bare))}, `python -c 'import tasks.iso'` "
+            f"{fmt_s(median(imported))}; 0.05x of this cp is {fmt_s(0.05 * cp_s)}"
+        )
 
     # --- driving --------------------------------------------------------------------------------
 
@@ -616,27 +760,43 @@ class Bench:
 
 
 def table(rows: list[Row]) -> str:
-    lines = ["| scenario | median | baseline (median) | ratio | goal | result | notes |",
-             "|---|---:|---|---:|---|---|---|"]
+    lines = [
+        "| scenario | median | baseline (median) | ratio | goal | result | notes |",
+        "|---|---:|---|---:|---|---|---|",
+    ]
     for row in rows:
         ratio = f"{row.ratio:.2f}x" if row.ratio is not None else ""
-        lines.append(f"| {row.scenario} | {row.measured} | {row.baseline} | {ratio} | {row.goal} | "
-                     f"{row.status} | {row.note} |")
+        lines.append(
+            f"| {row.scenario} | {row.measured} | {row.baseline} | {ratio} | {row.goal} | "
+            f"{row.status} | {row.note} |"
+        )
     return "\n".join(lines)
 
 
 def report(bench: Bench, machine: dict[str, str], command: str, elapsed: float) -> str:
-    parts = [f"Command: `{command}` ({elapsed:.0f} s in all, {time.strftime('%Y-%m-%d %H:%M %Z')})", "",
-             "Machine:", ""]
+    parts = [
+        f"Command: `{command}` ({elapsed:.0f} s in all, {time.strftime('%Y-%m-%d %H:%M %Z')})",
+        "",
+        "Machine:",
+        "",
+    ]
     parts += [f"- {key}: {value}" for key, value in machine.items()]
-    parts += ["", f"ISO: synthetic FCOS live ISO, {bench.args.iso_mb} MiB, "
-                  f"{'sparse (holes: cp copies almost nothing)' if bench.args.sparse else 'dense (no holes, like a real one)'}; "
-                  "one node. Each scenario ran interleaved with its baseline (A B A B ...) so both see the same "
-                  "page-cache state; the cache was not dropped (warm cache). Times are medians of wall-clock "
-                  "time of the whole subprocess (Python start-up included); RSS is wait4's ru_maxrss, the largest "
-                  "process of the tree (what /usr/bin/time -f %M reports). The mirror is tests/mirror.py, a Python "
-                  "ThreadingHTTPServer answering with sendfile; the curl baseline downloads from the same server.",
-              "", table(bench.rows)]
+    parts += [
+        "",
+        f"ISO: synthetic FCOS live ISO, {bench.args.iso_mb} MiB, "
+        + (
+            "sparse (holes: cp copies almost nothing); "
+            if bench.args.sparse
+            else "dense (no holes, like a real one); "
+        )
+        + "one node. Each scenario ran interleaved with its baseline (A B A B ...) so both see the same "
+        "page-cache state; the cache was not dropped (warm cache). Times are medians of wall-clock "
+        "time of the whole subprocess (Python start-up included); RSS is wait4's ru_maxrss, the largest "
+        "process of the tree (what /usr/bin/time -f %M reports). The mirror is tests/mirror.py, a Python "
+        "ThreadingHTTPServer answering with sendfile; the curl baseline downloads from the same server.",
+        "",
+        table(bench.rows),
+    ]
     if bench.notes:
         parts += ["", "Where the time goes:", ""] + [f"- {note}" for note in bench.notes]
     return "\n".join(parts) + "\n"
@@ -654,24 +814,45 @@ def write_markdown(path: Path, text: str) -> None:
         path.write_text(head + block + ("\n" + tail if tail else ""))
     else:
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text("# Benchmark\n\nGenerated by `python tests/bench.py --markdown docs/bench.md`.\n\n" + block)
+        path.write_text(
+            "# Benchmark\n\nGenerated by `python tests/bench.py --markdown docs/bench.md`.\n\n" + block
+        )
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python tests/bench.py", description=__doc__.split("\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter,
-                                     epilog="\n".join(__doc__.split("\n")[1:]))
-    parser.add_argument("--iso-mb", type=int, default=800, help="size of the synthetic ISO in MiB (default 800)")
-    parser.add_argument("--repeat", type=int, default=0,
-                        help="runs per scenario (default: 3 cold, 5 embed and iso-cli, 7 noop, 20 transpile)")
-    parser.add_argument("--scenarios", default=",".join(SCENARIOS),
-                        help=f"comma-separated subset of {','.join(SCENARIOS)} (default: all)")
-    parser.add_argument("--tmpdir", type=Path, help="where to build (default: under /var/tmp, else build/bench)")
+    parser = argparse.ArgumentParser(
+        prog="python tests/bench.py",
+        description=__doc__.split("\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="\n".join(__doc__.split("\n")[1:]),
+    )
+    parser.add_argument(
+        "--iso-mb", type=int, default=800, help="size of the synthetic ISO in MiB (default 800)"
+    )
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=0,
+        help="runs per scenario (default: 3 cold, 5 embed and iso-cli, 7 noop, 20 transpile)",
+    )
+    parser.add_argument(
+        "--scenarios",
+        default=",".join(SCENARIOS),
+        help=f"comma-separated subset of {','.join(SCENARIOS)} (default: all)",
+    )
+    parser.add_argument(
+        "--tmpdir", type=Path, help="where to build (default: under /var/tmp, else build/bench)"
+    )
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (its path is printed)")
     parser.add_argument("--sparse", action="store_true", help="keep the synthetic ISO sparse (holes)")
-    parser.add_argument("--profile", action="store_true",
-                        help="one more cold build and doit embed under cProfile, summarised in the notes")
-    parser.add_argument("--markdown", type=Path, help="also write the results into this page (e.g. docs/bench.md)")
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="one more cold build and doit embed under cProfile, summarised in the notes",
+    )
+    parser.add_argument(
+        "--markdown", type=Path, help="also write the results into this page (e.g. docs/bench.md)"
+    )
     args = parser.parse_args(argv)
     args.scenario_list = [s.strip() for s in args.scenarios.split(",") if s.strip()]
     unknown = sorted(set(args.scenario_list) - set(SCENARIOS))
@@ -693,8 +874,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     print("Machine:")
     for key, value in machine.items():
         print(f"  {key}: {value}")
-    print("Each scenario runs interleaved with its baseline (A B A B ...): both see the same page-cache state "
-          "(the cache is not dropped).", flush=True)
+    print(
+        "Each scenario runs interleaved with its baseline (A B A B ...): both see the same page-cache state "
+        "(the cache is not dropped).",
+        flush=True,
+    )
     bench = Bench(args, tmp)
     try:
         bench.setup()
@@ -708,7 +892,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             shutil.rmtree(tmp, ignore_errors=True)
     machine["load average at end"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
     if bytecode_note:
-        machine["note"] = "PYTHONDONTWRITEBYTECODE was set; unset for the measured runs (users cache bytecode)"
+        machine["note"] = (
+            "PYTHONDONTWRITEBYTECODE was set; unset for the measured runs (users cache bytecode)"
+        )
     text = report(bench, machine, command, time.perf_counter() - started)
     print()
     print(text, end="")
