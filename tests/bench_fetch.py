@@ -2,7 +2,7 @@
 
     /tmp/venv/bin/python tests/bench_fetch.py [--size-mib 1024] [--rounds 3] [--workdir /tmp/fcos-bench]
 
-Each round, interleaved so that page-cache and disk-writeback effects hit all three alike:
+Each round, interleaved, each run after a sync (no run pays for an earlier run's writeback):
   baseline  curl -s -o ISO; curl -s -o ISO.sig; gpgv --keyring K ISO.sig ISO
   library   python -c: fetch_release() + verify_release() (the task actions, in a fresh build/)
   doit      python -m doit in a fresh project (adds doit's own md5 of the ISO, recorded as a file_dep)
@@ -56,6 +56,12 @@ def make_iso(path: Path, size: int) -> None:
     with path.open("wb") as f:
         for _ in range(size >> 20):
             f.write(os.urandom(1 << 20))
+
+
+def settle() -> None:
+    """Write back dirty pages first, so no run pays for the previous run's 1 GiB of writeback."""
+    os.sync()
+    time.sleep(0.5)
 
 
 def timed(argv: list[str], cwd: Path, env: dict[str, str] | None = None) -> tuple[float, int | None]:
@@ -114,6 +120,7 @@ def main() -> None:
             plain = work / "curl"
             shutil.rmtree(plain, ignore_errors=True)
             plain.mkdir()
+            settle()
             start = time.monotonic()
             subprocess.run(["curl", "-sf", "-o", os.fspath(plain / "live.iso"), published["iso_url"]],
                            check=True)
@@ -127,12 +134,14 @@ def main() -> None:
             shutil.rmtree(library_project, ignore_errors=True)
             library_project.mkdir()
             code = LIBRARY_RUN.format(settings=settings, fingerprint=key.fingerprint)
+            settle()
             wall, peak = timed(["/usr/bin/time", "-v", python, "-c", code], library_project, env)
             rows["library"].append(wall)
             rss["library"].append(peak or 0)
             shutil.rmtree(library_project)
 
             shutil.rmtree(doit_project / "build", ignore_errors=True)
+            settle()
             wall, peak = timed(["/usr/bin/time", "-v", python, "-m", "doit"], doit_project, env)
             rows["doit"].append(wall)
             rss["doit"].append(peak or 0)
