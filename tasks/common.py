@@ -7,6 +7,7 @@ valid when build/ is restored into a checkout at another path, as a CI cache doe
 from __future__ import annotations
 
 import functools
+import hashlib
 import os
 import shlex
 import subprocess
@@ -94,6 +95,12 @@ def atomic_path(target: Path, *, mode: int = 0o644) -> Iterator[Path]:
         os.replace(tmp, target)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def sha256_file(path: Path) -> str:
+    """Hex sha256 of a file, read in chunks: constant memory whatever its size."""
+    with path.open("rb") as stream:
+        return hashlib.file_digest(stream, "sha256").hexdigest()
 
 
 def write_atomic(target: Path, data: bytes | str, *, mode: int = 0o644) -> None:

@@ -397,10 +397,3 @@ def iter_file(path: Path, chunk: int = CHUNK) -> Iterator[bytes]:
     with path.open("rb") as f:
         while block := f.read(chunk):
             yield block
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    for block in iter_file(path):
-        digest.update(block)
-    return digest.hexdigest()

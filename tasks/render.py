@@ -16,7 +16,7 @@ import yaml
 from doit.tools import config_changed
 
 from tasks import config
-from tasks.common import JSONNET_DIR, TOKEN_FILE, NodeFiles, BuildError, TaskDict, action, write_atomic
+from tasks.common import JSONNET_DIR, TOKEN_FILE, BuildError, NodeFiles, TaskDict, action, write_atomic
 
 INSTALLED_TEMPLATE = JSONNET_DIR / "k3s-autoinstall.bu.jsonnet"
 LIVE_TEMPLATE = JSONNET_DIR / "coreos-autoinstall.fcc.jsonnet"

@@ -6,7 +6,6 @@ from __future__ import annotations
 import fnmatch
 import re
 import subprocess
-from pathlib import Path
 from typing import Any
 
 import pytest
