@@ -10,10 +10,8 @@ import base64
 import gzip
 import json
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 import textwrap
 import time
 import urllib.parse
@@ -22,9 +20,8 @@ from pathlib import Path
 import pytest
 
 from butane import ButaneError, transpile
-from tests.tools import REPO, require_root, require_tool
-
-IGNITION_BIN = "/usr/lib/dracut/modules.d/30ignition/ignition"
+from tests.ignition_root import apply_ignition, scratch_dir
+from tests.tools import REPO, require_tool
 
 # Every config a test produces is collected here and checked with ignition-validate.
 PRODUCED: list[tuple[str, str]] = []
@@ -792,39 +789,19 @@ systemd:
 """ % ("#!/bin/sh\\n" + "echo hello world\\n" * 30)
 
 
-def test_apply_with_real_ignition(tmp_path: Path, request: pytest.FixtureRequest) -> None:
+def test_apply_with_real_ignition() -> None:
     """Ignition's files stage writes what the transpiled config asks for into a scratch root."""
-    require_root()
-    if not os.access(IGNITION_BIN, os.X_OK):
-        require_tool("ignition")
-    require_tool("useradd", "groupadd")
     output, warnings = transpile(APPLY_CONFIG, strict=True)
     PRODUCED.append(("3.3.0", output))
-    # Ignition writes SSH keys as the new user, so the scratch root must be traversable
-    scratch = Path(tempfile.mkdtemp(prefix="butane-ign-", dir="/var/tmp"))
-    request.addfinalizer(lambda: shutil.rmtree(scratch, ignore_errors=True))
-    scratch.chmod(0o755)
-    root = scratch / "root"
-    (root / "etc" / "selinux").mkdir(parents=True)
-    (root / "etc" / "selinux" / "config").write_text("SELINUX=disabled\nSELINUXTYPE=targeted\n")
-    (root / "etc" / "passwd").write_text("root:x:0:0:root:/root:/bin/bash\n")
-    (root / "etc" / "group").write_text("root:x:0:\nwheel:x:10:\nusers:x:100:\n")
-    (root / "etc" / "shadow").write_text("root:*:19000:0:99999:7:::\n")
-    (root / "etc" / "gshadow").write_text("root:*::\nwheel:*::\nusers:*::\n")
-    cache = tmp_path / "config.json"
-    cache.write_text(output)
-    # Ignition ends the files stage with an SELinux relabel via setfiles; stub it out
-    stub_bin = scratch / "bin"
-    stub_bin.mkdir()
-    (stub_bin / "setfiles").write_text("#!/bin/sh\ncat >/dev/null\nexit 0\n")
-    (stub_bin / "setfiles").chmod(0o755)
-    env = {**os.environ, "PATH": f"{stub_bin}:{os.environ.get('PATH', '/usr/sbin:/usr/bin:/sbin:/bin')}"}
-    done = subprocess.run(
-        [IGNITION_BIN, "-platform", "file", "-stage", "files", "-root", str(root), "-config-cache", str(cache),
-         "-state-file", str(tmp_path / "state"), "-log-to-stdout"],
-        capture_output=True, text=True, timeout=30, env=env,
-    )
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    # no user core yet: Ignition itself must create it (with useradd) from the config
+    accounts = {"passwd": "root:x:0:0:root:/root:/bin/bash\n", "group": "root:x:0:\nwheel:x:10:\nusers:x:100:\n",
+                "shadow": "root:*:19000:0:99999:7:::\n", "gshadow": "root:*::\nwheel:*::\nusers:*::\n"}
+    with scratch_dir("butane-ign-") as work:
+        root = apply_ignition(output, work, accounts=accounts)
+        check_applied(root)
+
+
+def check_applied(root: Path) -> None:
     etc = root / "etc"
     assert (etc / "hostname").read_text() == "node1"
     assert (etc / "hostname").stat().st_mode & 0o7777 == 0o644

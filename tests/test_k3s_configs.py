@@ -11,10 +11,8 @@ import functools
 import gzip
 import json
 import os
-import shutil
 import stat
 import subprocess
-import tempfile
 import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,6 +23,7 @@ import yaml
 from tasks import config
 from tasks.inline import NESTED_CONFIG_PATH, inline_config
 from tasks.render import render_butane
+from tests.ignition_root import apply_ignition, scratch_dir
 from tests.tools import REPO, require_root, require_tool
 
 EXAMPLE = REPO / "jsonnet" / "examples" / "three-nodes.jsonnet"
@@ -32,7 +31,6 @@ INSTALLED = REPO / "jsonnet" / "k3s-autoinstall.bu.jsonnet"
 LIVE = REPO / "jsonnet" / "coreos-autoinstall.fcc.jsonnet"
 TOKEN = "K10test-token-0123456789abcdef"
 NODES = ("k3s-server-1", "k3s-server-2", "k3s-agent-1")
-IGNITION_BINARY = Path("/usr/lib/dracut/modules.d/30ignition/ignition")
 
 
 def fake_ssh_key(comment: str) -> config.SshKey:
@@ -268,54 +266,10 @@ def parse_env(text: str) -> dict[str, str]:
 
 # --- applied with the real Ignition into a scratch root -----------------------------------------
 
-def ignition_binary() -> str:
-    found = shutil.which("ignition") or (os.fspath(IGNITION_BINARY) if IGNITION_BINARY.exists() else None)
-    if not found:
-        require_tool("ignition")
-    return found  # type: ignore[return-value]
-
-
 @pytest.fixture
 def scratch() -> Iterator[Path]:
-    """A scratch dir user `core` (uid 1000) can traverse: Ignition writes the SSH keys as that user,
-    and pytest's own tmp_path sits below a 0700 directory."""
-    work = Path(tempfile.mkdtemp(prefix="k3s-ignition-"))
-    os.chmod(work, 0o755)
-    try:
+    with scratch_dir("k3s-ignition-") as work:
         yield work
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-
-
-def apply_ignition(ignition_text: str, work: Path) -> Path:
-    """Run Ignition's fetch-offline and files stages (platform `file`) into work/root."""
-    binary = ignition_binary()
-    root = work / "root"
-    (root / "etc" / "selinux").mkdir(parents=True)
-    (root / "etc" / "selinux" / "config").write_text("SELINUX=disabled\nSELINUXTYPE=targeted\n")
-    (root / "etc" / "passwd").write_text("root:x:0:0:root:/root:/bin/bash\ncore:x:1000:1000::/home/core:/bin/bash\n")
-    (root / "etc" / "group").write_text("root:x:0:\ncore:x:1000:\n")
-    (root / "etc" / "shadow").write_text("root:*::0:::::\ncore:*::0:::::\n")
-    (root / "etc" / "gshadow").write_text("root:*::\ncore:!::\n")
-    (root / "home" / "core").mkdir(parents=True)
-    os.chown(root / "home" / "core", 1000, 1000)
-    config_file = work / "config.ign"
-    config_file.write_text(ignition_text)
-    common = ["-root", os.fspath(root), "-config-cache", os.fspath(work / "cache.json"),
-              "-state-file", os.fspath(work / "state"), "-log-to-stdout", "-platform", "file"]
-    # The scratch root has no SELinux policy to relabel with: a setfiles that accepts the list.
-    bin_dir = work / "bin"
-    bin_dir.mkdir()
-    (bin_dir / "setfiles").write_text("#!/bin/sh\ncat >/dev/null\n")
-    (bin_dir / "setfiles").chmod(0o755)
-    env = {**os.environ, "IGNITION_CONFIG_FILE": os.fspath(config_file),
-           "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"}
-    for stage in ("fetch-offline", "files"):
-        result = subprocess.run([binary, "-stage", stage, "-neednet", os.fspath(work / "neednet"), *common]
-                                if stage == "fetch-offline" else [binary, "-stage", stage, *common],
-                                capture_output=True, text=True, env=env, timeout=60)
-        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    return root
 
 
 def mode(path: Path) -> int:
