@@ -135,3 +135,7 @@ class NodeFiles:
     @property
     def live_ignition(self) -> Path:  # butane, stage 2
         return self.dir / "coreos-autoinstall.ign"
+
+    @property
+    def iso_checksum(self) -> Path:  # embed: the output ISO's SHA256SUMS line
+        return self.dir / "iso.sha256"

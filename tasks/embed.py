@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import shlex
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from doit.tools import config_changed
@@ -22,7 +23,6 @@ from tasks.common import (
     action,
     atomic_path,
     log,
-    sha256_file,
     write_atomic,
 )
 
@@ -34,21 +34,26 @@ def output_iso(iso_name: str) -> Path:
 
 
 @action
-def embed_node(verified_iso: Path, live_ignition: Path, target: Path) -> None:
+def embed_node(verified_iso: Path, live_ignition: Path, target: Path, checksum: Path) -> None:
     from tasks import iso
 
-    with atomic_path(target, mode=0o600) as work:
-        iso.copy_file(verified_iso, work)  # reflink or copy_file_range: no ISO bytes through Python
-        os.chmod(work, 0o600)
-        try:
-            iso.embed_ignition(work, live_ignition.read_bytes(), force=True)
-        except iso.IsoError as error:
-            raise BuildError(f"{verified_iso}: {error}") from None
+    try:
+        patches = iso.ignition_patches(verified_iso, live_ignition.read_bytes(), force=True)
+        with atomic_path(target, mode=0o600) as work, ThreadPoolExecutor(1) as pool:
+            # SHA256SUMS needs the output's sha256: hash the source as patched, on the other core,
+            # while the kernel copies it (reflink or copy_file_range: no ISO bytes through Python).
+            digest = pool.submit(iso.sha256_patched, verified_iso, patches)
+            iso.copy_file(verified_iso, work)
+            os.chmod(work, 0o600)
+            iso.apply_patches(work, patches, output=None)
+            write_atomic(checksum, checksum_line(digest.result(), target))
+    except iso.IsoError as error:
+        raise BuildError(f"{verified_iso}: {error}") from None
 
 
-def sha256sums(isos: list[Path]) -> str:
-    """The format `sha256sum -c` reads, names relative to build/iso/."""
-    return "".join(f"{sha256_file(path)}  {path.name}\n" for path in isos)
+def checksum_line(sha256: str, iso: Path) -> str:
+    """One line of SHA256SUMS, in the format `sha256sum -c` reads, the name relative to build/iso/."""
+    return f"{sha256}  {iso.name}\n"
 
 
 def summary(rows: list[tuple[str, str, Path]], release: str) -> list[str]:
@@ -62,8 +67,8 @@ def summary(rows: list[tuple[str, str, Path]], release: str) -> list[str]:
 
 
 @action
-def write_sums(rows: list[tuple[str, str, Path]], verified_stamp: Path) -> None:
-    write_atomic(SHA256SUMS, sha256sums([path for _, _, path in rows]))
+def write_sums(rows: list[tuple[str, str, Path]], checksums: list[Path], verified_stamp: Path) -> None:
+    write_atomic(SHA256SUMS, "".join(path.read_text() for path in checksums))
     release = json.loads(verified_stamp.read_text()).get("release", "(unknown release)")
     for line in summary(rows, release):
         log(line)
@@ -76,22 +81,25 @@ def task_embed() -> TaskDict:
     cluster = config.current()
     verified_iso, verified_stamp = verified_paths(cluster)
     rows = [(node.name, node.role, output_iso(node.iso_name)) for node in cluster.nodes]
+    checksums = [NodeFiles(node.name).iso_checksum for node in cluster.nodes]
     yield {"name": None, "doc": "Embed each node's live config into a copy of the verified ISO."}
     for node in cluster.nodes:
         live_ignition = NodeFiles(node.name).live_ignition
         yield {
             "name": node.name,
-            "actions": [(embed_node, [verified_iso, live_ignition, output_iso(node.iso_name)])],
+            "actions": [(embed_node, [verified_iso, live_ignition, output_iso(node.iso_name),
+                                      NodeFiles(node.name).iso_checksum])],
             # The stamp names the verified ISO by its sha256, so the ISO itself need not be hashed by doit.
             "file_dep": [os.fspath(verified_stamp), os.fspath(live_ignition)],
-            "targets": [os.fspath(output_iso(node.iso_name))],
+            "targets": [os.fspath(output_iso(node.iso_name)), os.fspath(NodeFiles(node.name).iso_checksum)],
             "uptodate": [config_changed({"iso_name": node.iso_name})],
             "clean": True,
         }
     yield {
         "name": "SHA256SUMS",
-        "actions": [(write_sums, [rows, verified_stamp])],
-        "file_dep": [os.fspath(path) for _, _, path in rows] + [os.fspath(verified_stamp)],
+        "actions": [(write_sums, [rows, checksums, verified_stamp])],
+        # The per-node checksum lines, not the ISOs: doit would md5 every ISO to record them.
+        "file_dep": [os.fspath(path) for path in checksums] + [os.fspath(verified_stamp)],
         "targets": [os.fspath(SHA256SUMS)],
         "clean": True,
         "verbosity": 2,

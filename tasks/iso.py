@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import errno
 import fcntl
+import hashlib
 import json
 import lzma
 import os
@@ -47,6 +48,7 @@ KARG_AREA_MAX_SIZE = 2048
 TEMP_PREFIX = ".coreos-installer-temp-"
 FICLONE = 0x40049409  # _IOW(0x94, 9, int): share extents with the source (btrfs, xfs)
 COPY_CHUNK = 1 << 30
+HASH_CHUNK = 1 << 20  # hashing goes through Python: a buffer that fits the CPU caches
 
 UNRECOGNIZED = "Unrecognized CoreOS ISO image."
 
@@ -569,13 +571,40 @@ def embed_ignition(
     overwrite_output: bool = False,
 ) -> None:
     """Embed `config` (stored verbatim, no validation) as the live Ignition config."""
+    patches = ignition_patches(Path(iso), config, force=force)
+    apply_patches(Path(iso), patches, output=output, overwrite_output=overwrite_output)
+
+
+def ignition_patches(iso: Path, config: bytes, *, force: bool = False) -> list[tuple[int, bytes]]:
+    """The (offset, bytes) writes that embed `config`: for callers that copy, hash or patch themselves."""
     live = read_live_iso(Path(iso))
     if not force and IGNITION_MEMBER in live.initrd:
         raise IsoError("This ISO image already has an embedded Ignition config; use -f to force.")
     members = dict(live.initrd)
     members[IGNITION_MEMBER] = bytes(config)
-    patch = _ignition_patch(live, members)
-    apply_patches(Path(iso), [patch], output=output, overwrite_output=overwrite_output)
+    return [_ignition_patch(live, members)]
+
+
+def sha256_patched(iso: Path, patches: Sequence[tuple[int, bytes]]) -> str:
+    """sha256 of `iso` as it reads once `patches` are applied, without writing anything: it can run
+    while a copy is being made, and reads through one reused buffer (constant memory)."""
+    digest = hashlib.sha256()
+    buffer = bytearray(HASH_CHUNK)
+    with open(iso, "rb", buffering=0) as source:
+        size = os.fstat(source.fileno()).st_size
+        position = 0
+        for offset, data in sorted(patches) + [(size, b"")]:
+            while position < offset:
+                view = memoryview(buffer)[: min(len(buffer), offset - position)]
+                count = source.readinto(view)
+                if not count:
+                    raise IsoError(f"{iso}: file shrank while hashing")
+                digest.update(view[:count])
+                position += count
+            digest.update(data[: max(0, size - offset)])
+            position = offset + len(data)
+            source.seek(position)
+    return digest.hexdigest()
 
 
 def show_ignition(iso: Path) -> bytes:

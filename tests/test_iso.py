@@ -326,3 +326,14 @@ def test_cli_missing_output_directory(fcos_iso: Path, tmp_path: Path) -> None:
     result = cli("ignition", "embed", "-o", tmp_path / "no" / "such" / "dir.iso", fcos_iso, stdin=b"{}")
     assert result.returncode == 1 and result.stderr.startswith(b"Error: ")
     assert b"Traceback" not in result.stderr
+
+
+def test_sha256_patched_is_the_sha256_of_the_patched_copy(tmp_path: Path) -> None:
+    """embed hashes the source as it will read once patched, while the kernel makes the copy."""
+    source = tmp_path / "base.iso"
+    build_fcos_iso(source, pad_to=3 << 20)
+    patches = iso.ignition_patches(source, b'{"ignition":{"version":"3.3.0"}}')
+    patched = tmp_path / "out.iso"
+    iso.apply_patches(source, patches, output=patched)
+    assert iso.sha256_patched(source, patches) == hashlib.sha256(patched.read_bytes()).hexdigest()
+    assert iso.sha256_patched(source, []) == hashlib.sha256(source.read_bytes()).hexdigest()

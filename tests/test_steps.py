@@ -93,11 +93,11 @@ def test_atomic_path_leaves_nothing_on_failure(tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == []
 
 
-def test_sha256sums_and_summary(tmp_path: Path) -> None:
-    iso = tmp_path / "node1.iso"
-    iso.write_bytes(b"iso")
+def test_checksum_line_and_summary() -> None:
     # sha256("iso"), in the format `sha256sum -c` reads
-    assert embed.sha256sums([iso]) == "e0e4548df88a35d5854d052281c5deedad16f286f82cb2c23f2f9dea494834ac  node1.iso\n"
+    assert embed.checksum_line("e0e4548df88a35d5854d052281c5deedad16f286f82cb2c23f2f9dea494834ac",
+                               Path("build/iso/node1.iso")) == \
+        "e0e4548df88a35d5854d052281c5deedad16f286f82cb2c23f2f9dea494834ac  node1.iso\n"
     lines = embed.summary([("node1", "server", Path("build/iso/node1.iso"))], "44.20260707.3.1")
     assert "44.20260707.3.1" in lines[0]
     assert "node1 (server)" in lines[1]
