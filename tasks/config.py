@@ -483,7 +483,8 @@ def current() -> Config:
     """The config this doit run uses: `doit config=PATH`, else jsonnet/cluster.jsonnet."""
     from doit import get_var
 
-    return load(Path(get_var("config", os.fspath(DEFAULT_CONFIG))))
+    # get_var gives None outside a doit run (a test calling a task creator directly)
+    return load(Path(get_var("config", None) or DEFAULT_CONFIG))
 
 
 def main(argv: list[str]) -> int:

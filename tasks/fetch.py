@@ -39,7 +39,6 @@ DOWNLOAD_DIR = FCOS_DIR / "download"
 RELEASE_FILE = FCOS_DIR / "release.json"
 KEYRING_FILE = FCOS_DIR / "keyring.asc"
 REJECTED_DIR = FCOS_DIR / "rejected"
-DEFAULT_CONFIG = "jsonnet/cluster.jsonnet"
 SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
 
 
@@ -380,13 +379,9 @@ def retry_policy() -> RetryPolicy:
                        backoff=float(backoff) if backoff else defaults.backoff)
 
 
-def load_config() -> config_module.Config:
-    return config_module.load(Path(doit.get_var("config", DEFAULT_CONFIG) or DEFAULT_CONFIG))
-
-
 def task_fetch() -> Iterator[TaskDict]:
     """Download the Fedora CoreOS live ISO, signature and keyring (the recorded or pinned release)."""
-    config = load_config()
+    config = config_module.current()
     settings = config.fetch_slice()
     iso, signature = download_paths(config.fcos.architecture)
     keyring = local_keyring_path(config.fcos.keyring)

@@ -35,7 +35,6 @@ from tasks.fetch import (
     Release,
     disk_errors_as_build_errors,
     download_paths,
-    load_config,
     read_recorded,
     set_aside,
 )
@@ -265,7 +264,7 @@ def verify(release_file: Path, iso: Path, signature: Path, keyring: Path, pinned
 
 def task_verify() -> Iterator[TaskDict]:
     """Check the ISO's sha256 and Fedora signature (pinned keys only), then publish it for embed."""
-    config = load_config()
+    config = config_module.current()
     iso, signature = download_paths(config.fcos.architecture)
     verified, stamp = verified_paths(config)
     pinned = tuple(config.fcos.fingerprints)
