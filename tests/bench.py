@@ -700,7 +700,7 @@ class Bench:
             return measure([*cli, os.fspath(inplace)], cwd=cwd).check("tasks.iso in place")
 
         copies, outputs, patches = interleave(
-            self.repeats(5), lambda: self.cp(base, target), to_output, in_place
+            self.repeats(7), lambda: self.cp(base, target), to_output, in_place
         )
         for path in (out, inplace, target):
             path.unlink(missing_ok=True)
@@ -833,7 +833,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--repeat",
         type=int,
         default=0,
-        help="runs per scenario (default: 3 cold, 5 embed and iso-cli, 7 noop, 20 transpile)",
+        help="runs per scenario (default: 3 cold, 5 embed, 7 noop and iso-cli, 20 transpile)",
     )
     parser.add_argument(
         "--scenarios",
