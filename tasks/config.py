@@ -255,7 +255,7 @@ def parse(raw: object, source: str, *, ssh_keys: tuple[SshKey, ...] = (),
     if not any(node.role == "server" for node in nodes):
         raise top.error("nodes", "needs at least one node with role 'server' (the first starts the cluster)")
     return Config(source=source, name=name, fcos=parse_fcos(_Fields(source, "fcos", top.get("fcos", dict, {}),
-                  FCOS_FIELDS)), k3s=k3s, install=parse_install(_Fields(
+                  FCOS_FIELDS), Path(source).parent), k3s=k3s, install=parse_install(_Fields(
                   source, "install", top.get("install", dict, {}), ("countdown_seconds",))),
                   nodes=nodes, ssh_keys=ssh_keys)
 
@@ -266,7 +266,7 @@ K3S_FIELDS = ("version", "channel", "install_script_url", "install_script_sha256
 NODE_FIELDS = ("name", "role", "iso_name", "disk", "after_install", "network")
 
 
-def parse_fcos(f: _Fields) -> Fcos:
+def parse_fcos(f: _Fields, config_dir: Path) -> Fcos:
     for url_field in ("stream_url", "mirror"):
         url = f.get(url_field, str, None)
         if url is not None and not url.startswith(("http://", "https://", "file://")):
@@ -283,9 +283,16 @@ def parse_fcos(f: _Fields) -> Fcos:
         release=f.get("release", str, None),
         stream_url=f.get("stream_url", str, None),
         mirror=f.get("mirror", str, None),
-        keyring=f.get("keyring", str, FEDORA_KEYRING_URL),
+        keyring=resolve_local(f.get("keyring", str, FEDORA_KEYRING_URL), config_dir),
         fingerprints=fingerprints or FEDORA_FINGERPRINTS,
     )
+
+
+def resolve_local(path_or_url: str, config_dir: Path) -> str:
+    """A relative path is relative to the config file, like jsonnet imports and manifests."""
+    if re.match(r"^[a-z][a-z0-9+.-]*://", path_or_url) or os.path.isabs(path_or_url):
+        return path_or_url
+    return os.path.normpath(config_dir / path_or_url)
 
 
 def parse_k3s(f: _Fields, read_file: Callable[[str], str] | None) -> K3s:

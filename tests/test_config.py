@@ -124,3 +124,10 @@ def test_cli_prints_the_values_ci_reads(tmp_path: Path) -> None:
                             env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "PYTHONPATH": str(repo)})
     # keys/ may be empty in a checkout: then the CLI says how to add one, in one line
     assert result.stdout.strip() == "stable" or "no SSH public key" in result.stderr
+
+
+def test_relative_keyring_is_relative_to_the_config_file() -> None:
+    assert parse({"fcos": {"keyring": "fedora.asc"}}, "jsonnet/cluster.jsonnet").fcos.keyring == "jsonnet/fedora.asc"
+    assert parse({"fcos": {"keyring": "../site/keys.asc"}}, "jsonnet/c.jsonnet").fcos.keyring == "site/keys.asc"
+    for kept in ("/srv/keys.asc", "file:///srv/keys.asc", "https://example.test/k.asc"):
+        assert parse({"fcos": {"keyring": kept}}, "jsonnet/c.jsonnet").fcos.keyring == kept
