@@ -132,9 +132,39 @@ def measure(argv: Sequence[str], *, cwd: Path, env: dict[str, str] | None = None
         )
 
 
-def settle() -> None:
-    """Write back dirty pages first, so no run pays for the previous one's writeback."""
+def settle(*warm: Path) -> None:
+    """Before a timed run: write back dirty pages (no run pays for the previous one's writeback),
+    then read its inputs through, so that every run starts with them in the page cache. (On a VM
+    that pages out idle page cache, as DAMON does on the reference machine, an input left alone for
+    a few seconds is back on disk, and a `cp` takes 0.2 s or 2 s depending on luck.)"""
     os.sync()
+    buffer = bytearray(8 * MiB)
+    for path in warm:
+        with open(path, "rb", buffering=0) as stream:
+            while stream.readinto(buffer):
+                pass
+
+
+def page_cache_policy() -> str:
+    """DAMON-based proactive reclaim, if any: it evicts idle page cache within seconds."""
+    schemes = []
+    for state in Path("/sys/kernel/mm/damon/admin/kdamonds").glob("*/state"):
+        if state.read_text().strip() == "on":
+            for action in state.parent.glob("contexts/*/schemes/*/action"):
+                schemes.append(action.read_text().strip())
+    if (
+        Path("/sys/module/damon_reclaim/parameters/enabled").exists()
+        and Path("/sys/module/damon_reclaim/parameters/enabled").read_text().strip() == "Y"
+    ):
+        schemes.append("damon_reclaim")
+    return (
+        (
+            "DAMON " + ", ".join(schemes) + " active: idle page cache is evicted, inputs are read through "
+            "before each run"
+        )
+        if schemes
+        else "no proactive reclaim found"
+    )
 
 
 def interleave(rounds: int, *steps: Callable[[], Run]) -> list[list[Run]]:
@@ -229,6 +259,7 @@ def machine_info(tmpdir: Path) -> dict[str, str]:
         "Python": f"{platform.python_version()} ({sys.executable})",
         "kernel": platform.release(),
         "doit": ".".join(map(str, doit.__version__)),
+        "page cache": page_cache_policy(),
         "load average at start": " ".join(f"{x:.2f}" for x in os.getloadavg())
         + " (1/5/15 min; other work skews results)",
         "tools": "; ".join(
@@ -334,6 +365,7 @@ class Bench:
     upstream: Path | None = None
     cold_runs: list[Run] = field(default_factory=list)
     mirrors: list[Mirror] = field(default_factory=list)
+    mirror_root: Path | None = None
 
     # --- helpers --------------------------------------------------------------------------------
 
@@ -372,13 +404,13 @@ class Bench:
                 steps[step] = steps.get(step, 0.0) + float(task["elapsed"])
         return steps
 
-    def profile(self, label: str, prepare: Callable[[], None], *args: str) -> None:
+    def profile(self, label: str, prepare: Callable[[], None], warm: Sequence[Path], *args: str) -> None:
         """With --profile: one more run of doit under cProfile, summarised in the notes."""
         if not self.args.profile:
             return
         assert self.project is not None
         prepare()
-        settle()
+        settle(*warm)
         dump = self.tmp / ("".join(c if c.isalnum() else "-" for c in label) + ".prof")
         run = measure(
             [sys.executable, "-m", "cProfile", "-o", os.fspath(dump), "-m", "doit", *args],
@@ -397,7 +429,7 @@ class Bench:
 
     def cp(self, source: Path, target: Path) -> Run:
         target.unlink(missing_ok=True)
-        settle()
+        settle(source)
         return measure(["cp", os.fspath(source), os.fspath(target)], cwd=self.tmp).check("cp")
 
     def ensure_built(self) -> None:
@@ -417,7 +449,7 @@ class Bench:
             self.tmp / f"p{self.args.iso_mb}", self.args.iso_mb, dense=not self.args.sparse
         )
         self.mirrors.append(mirror)
-        self.project, self.upstream = project, upstream
+        self.project, self.upstream, self.mirror_root = project, upstream, mirror.root
         subprocess.run(["sync"], check=False)
         print(
             f"setup: {self.args.iso_mb} MiB {'sparse' if self.args.sparse else 'dense'} ISO built, signed, "
@@ -436,10 +468,15 @@ class Bench:
         gnupg = self.tmp / "gnupg"
         gnupg.mkdir(mode=0o700, exist_ok=True)
         parts: dict[str, list[float]] = {"curl": [], "gpgv": [], "cp": []}
+        assert self.mirror_root is not None
+        upstream = [
+            self.mirror_root / published["iso_relpath"],
+            self.mirror_root / (published["iso_relpath"] + ".sig"),
+        ]
 
         def pipeline() -> Run:
             shutil.rmtree(project.root / "build", ignore_errors=True)
-            settle()
+            settle(*upstream)
             run = self.doit(project, "--reporter", "json").check("cold doit")
             if f"embed:{NODE}" not in self.executed(run):
                 raise ScenarioError(f"cold doit did not embed:\n{run.stdout[-2000:]}")
@@ -448,7 +485,7 @@ class Bench:
         def baseline() -> Run:
             shutil.rmtree(work, ignore_errors=True)
             work.mkdir()
-            settle()
+            settle(*upstream)
             iso, sig, ring = work / "live.iso", work / "live.iso.sig", work / "keyring.asc"
             steps = [
                 ("curl", ["curl", "-sSfo", os.fspath(work / "stream.json"), published["stream_url"]]),
@@ -510,7 +547,9 @@ class Bench:
             f"{name} {fmt_s(statistics.median(s.get(name, 0.0) for s in steps))}" for name in names
         )
         accounted = statistics.median(sum(step.values()) for step in steps)
-        self.profile("cold build", lambda: shutil.rmtree(project.root / "build", ignore_errors=True))
+        self.profile(
+            "cold build", lambda: shutil.rmtree(project.root / "build", ignore_errors=True), upstream
+        )
         self.notes.append(
             f"cold build, median per doit step: {breakdown}; doit startup and up-to-date checks "
             f"{fmt_s(median(ours) - accounted)}"
@@ -566,7 +605,7 @@ class Bench:
             kind, blob, *comment = key.read_text().split()
             other = "alice@laptop.test" if comment != ["alice@laptop.test"] else "alice@example.test"
             key.write_text(f"{kind} {blob} {other}\n")  # the same key, a new comment: new content
-            settle()
+            settle(base)
             run = self.doit(project, "--reporter", "json", "embed").check("doit embed")
             if f"embed:{NODE}" not in self.executed(run):
                 raise ScenarioError(
@@ -581,7 +620,7 @@ class Bench:
             kind, blob, *_ = key.read_text().split()
             key.write_text(f"{kind} {blob} alice@profile.test\n")
 
-        self.profile("doit embed after a keys/ change", change_key, "embed")
+        self.profile("doit embed after a keys/ change", change_key, [base], "embed")
         ratio = median(ours) / median(theirs)
         self.rows.append(
             Row(
@@ -692,11 +731,11 @@ class Bench:
 
         def to_output() -> Run:
             out.unlink(missing_ok=True)
-            settle()
+            settle(base)
             return measure([*cli, "-o", os.fspath(out), os.fspath(base)], cwd=cwd).check("tasks.iso -o")
 
         def in_place() -> Run:
-            settle()
+            settle(inplace)
             return measure([*cli, os.fspath(inplace)], cwd=cwd).check("tasks.iso in place")
 
         copies, outputs, patches = interleave(
@@ -790,7 +829,8 @@ def report(bench: Bench, machine: dict[str, str], command: str, elapsed: float) 
             else "dense (no holes, like a real one); "
         )
         + "one node. Each scenario ran interleaved with its baseline (A B A B ...) so both see the same "
-        "page-cache state; the cache was not dropped (warm cache). Times are medians of wall-clock "
+        "page-cache state; the cache was not dropped, and each run's inputs were read through (untimed) "
+        "just before it (warm cache). Times are medians of wall-clock "
         "time of the whole subprocess (Python start-up included); RSS is wait4's ru_maxrss, the largest "
         "process of the tree (what /usr/bin/time -f %M reports). The mirror is tests/mirror.py, a Python "
         "ThreadingHTTPServer answering with sendfile; the curl baseline downloads from the same server.",
@@ -876,7 +916,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"  {key}: {value}")
     print(
         "Each scenario runs interleaved with its baseline (A B A B ...): both see the same page-cache state "
-        "(the cache is not dropped).",
+        "(the cache is not dropped; each run's inputs are read through, untimed, just before it).",
         flush=True,
     )
     bench = Bench(args, tmp)
