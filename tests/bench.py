@@ -245,7 +245,7 @@ def machine_info(tmpdir: Path) -> dict[str, str]:
     def version(argv: list[str]) -> str:
         try:
             first = subprocess.run(argv, capture_output=True, text=True, check=False).stdout.splitlines()
-            return " ".join(first[0].split()[:3]) if first else "?"
+            return first[0].split(" libcurl")[0] if first else "?"
         except FileNotFoundError:
             return "missing"
 
