@@ -6,13 +6,13 @@ valid when build/ is restored into a checkout at another path, as a CI cache doe
 
 from __future__ import annotations
 
+import errno
 import functools
 import hashlib
 import os
 import shlex
 import subprocess
 import sys
-import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -47,16 +47,33 @@ class BuildError(Exception):
         return f"{self.message} ({self.hint})" if self.hint else self.message
 
 
+DISK_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES)
+
+
+def disk_error(error: OSError, path: Path) -> BuildError:
+    """A full or read-only disk is the machine's state, not a bug: one line saying what to do."""
+    if error.errno == errno.ENOSPC:
+        return BuildError(f"disk full while writing {path}",
+                          hint="free some space, then run doit again: the download resumes where it stopped")
+    return BuildError(f"cannot write {path}: {error.strerror}")
+
+
 def action(func: Callable[P, R]) -> Callable[P, R | TaskFailed]:
-    """A doit python-action: an expected failure becomes one clear line, a bug keeps its traceback."""
+    """A doit python-action: an expected failure becomes one clear `‣ error:` line on stderr (doit
+    repeats it on stdout in its summary, naming the task); a bug keeps its traceback."""
 
     @functools.wraps(func)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R | TaskFailed:
         try:
             return func(*args, **kwargs)
         except BuildError as error:
-            log(f"error: {error}")
-            return TaskFailed(str(error))
+            failure = error
+        except OSError as error:
+            if error.errno not in DISK_ERRORS:
+                raise
+            failure = disk_error(error, Path(error.filename or "build/"))
+        log(f"error: {failure}")
+        return TaskFailed(str(failure))
 
     return wrapper
 
@@ -86,11 +103,13 @@ def atomic_path(target: Path, *, mode: int = 0o644) -> Iterator[Path]:
     which the next run overwrites.
     """
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
+    # A fixed name: what a SIGKILL leaves behind (no `finally` runs then) is reused, not piled up.
+    tmp = target.with_name(f".{target.name}.part")
+    tmp.unlink(missing_ok=True)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
     os.close(fd)
-    tmp = Path(tmp_name)
     try:
-        os.chmod(tmp, mode)
+        os.chmod(tmp, mode)  # whatever the umask
         yield tmp
         os.replace(tmp, target)
     finally:

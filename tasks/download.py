@@ -14,7 +14,6 @@ backoff; everything else is a BuildError with one line saying what, where and wh
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import http.client
 import json
@@ -30,7 +29,7 @@ from typing import IO, Any
 import requests
 import urllib3
 
-from tasks.common import BuildError, log
+from tasks.common import BuildError, disk_error, log
 
 CHUNK = 1 << 20  # 1 MiB: big enough that Python's per-chunk cost vanishes, small enough for memory
 RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
@@ -299,13 +298,6 @@ def _write(file: IO[bytes], chunk: bytes, state: _PartState, part: Path) -> None
     except OSError as error:
         raise disk_error(error, part) from None
     state.size += len(chunk)
-
-
-def disk_error(error: OSError, path: Path) -> BuildError:
-    if error.errno == errno.ENOSPC:
-        return BuildError(f"disk full while writing {path}",
-                          hint="free some space, then run doit again: the download resumes")
-    return BuildError(f"cannot write {path}: {error.strerror}")
 
 
 def refuse_html(first_chunk: bytes, content_type: str, *, url: str, what: str) -> None:

@@ -17,12 +17,10 @@ Nothing here is trusted yet: `verify` checks them and publishes the verified ISO
 
 from __future__ import annotations
 
-import errno
 import json
 import os
 import re
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -32,7 +30,7 @@ from doit.tools import config_changed
 
 from tasks import config as config_module
 from tasks.common import FCOS_DIR, BuildError, TaskDict, action, log, write_atomic
-from tasks.download import RetryPolicy, disk_error, download, is_remote, local_path, read_url
+from tasks.download import RetryPolicy, download, is_remote, local_path, read_url
 
 UPSTREAM = "https://builds.coreos.fedoraproject.org/"
 DOWNLOAD_DIR = FCOS_DIR / "download"
@@ -341,8 +339,7 @@ def fetch_release(settings: dict[str, Any], policy: RetryPolicy, *, refresh: boo
 
 @action
 def fetch(settings: dict[str, Any], policy: RetryPolicy) -> None:
-    with disk_errors_as_build_errors():
-        fetch_release(settings, policy)
+    fetch_release(settings, policy)
 
 
 @action
@@ -352,22 +349,10 @@ def update(settings: dict[str, Any], policy: RetryPolicy) -> None:
             "(remove the pin to follow the stream)")
         return
     before = read_recorded()
-    with disk_errors_as_build_errors():
-        after = fetch_release(settings, policy, refresh=True)
+    after = fetch_release(settings, policy, refresh=True)
     if before is None or before.release != after.release:
         log(f"now at {after.release}{f' (was {before.release})' if before else ''}: "
             "run `doit` to verify it and rebuild")
-
-
-@contextmanager
-def disk_errors_as_build_errors() -> Iterator[None]:
-    """A full disk or a read-only build/ while writing the small files: one line, not a traceback."""
-    try:
-        yield
-    except OSError as error:
-        if error.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES):
-            raise
-        raise disk_error(error, Path(error.filename or FCOS_DIR)) from None
 
 
 def retry_policy() -> RetryPolicy:

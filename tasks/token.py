@@ -34,7 +34,7 @@ def check_token(token: str) -> str:
 @action
 def write_token(target: Path) -> None:
     # Read here, not in the task dict: `doit info` prints a task's actions and arguments.
-    from_env = os.environ.get(TOKEN_ENV)
+    from_env = os.environ.get(TOKEN_ENV) or None  # CI sets an unset secret to "": same as unset
     target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     os.chmod(target.parent, 0o700)
     if from_env is not None:
@@ -43,6 +43,8 @@ def write_token(target: Path) -> None:
             write_atomic(target, token, mode=0o600)
             log(f"cluster token taken from ${TOKEN_ENV}")
     elif not target.exists():
+        if TOKEN_ENV in os.environ:
+            log(f"${TOKEN_ENV} is empty: using a generated token")
         write_atomic(target, secrets.token_hex(32), mode=0o600)
         log(f"generated a new cluster token in {target} (keep it: nodes join with it)")
 

@@ -33,7 +33,6 @@ from tasks.fetch import (
     KEYRING_FILE,
     RELEASE_FILE,
     Release,
-    disk_errors_as_build_errors,
     download_paths,
     read_recorded,
     set_aside,
@@ -258,8 +257,7 @@ def verify_release(release_file: Path, iso: Path, signature: Path, keyring: Path
 @action
 def verify(release_file: Path, iso: Path, signature: Path, keyring: Path, pinned: tuple[str, ...],
            verified: Path, stamp: Path) -> None:
-    with disk_errors_as_build_errors():
-        verify_release(release_file, iso, signature, keyring, pinned, verified, stamp)
+    verify_release(release_file, iso, signature, keyring, pinned, verified, stamp)
 
 
 def task_verify() -> Iterator[TaskDict]:

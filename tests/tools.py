@@ -1,7 +1,8 @@
 """Helpers every test module shares: real tools and the shared fixtures directory.
 
 A test that needs a tool the machine lacks skips with the reason, except in CI (CI=true), where
-.ci/run has installed every tool: there a missing tool is a failure, never a silent skip.
+.ci/run has installed every tool: there a missing tool is a failure, never a silent skip. Tests of
+the real data in ../shared skip, saying why, only where ../shared is absent.
 """
 
 from __future__ import annotations
@@ -31,11 +32,8 @@ def require_tool(*names: str) -> None:
 def shared_dir(*parts: str) -> Path:
     """Path inside ../shared, skipping (with the reason) where ../shared is absent."""
     path = SHARED.joinpath(*parts)
-    if not path.exists():
-        reason = f"{path} absent: the shared fixtures are not beside this checkout"
-        if IN_CI:
-            pytest.fail(f"CI=true but {reason}")
-        pytest.skip(reason)
+    if not path.exists():  # a skip even in CI: a plain GitHub checkout has no ../shared
+        pytest.skip(f"{path} absent: the shared fixtures are not beside this checkout")
     return path
 
 
