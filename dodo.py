@@ -7,9 +7,12 @@
 from doit.exceptions import InvalidDodoFile
 
 from tasks import config
-from tasks.common import BUILD
+from tasks.common import BUILD, DEP_FILE
 
 BUILD.mkdir(exist_ok=True)  # doit's dependency file lives in build/ and is opened after this import
+if not DEP_FILE.exists():  # private from the start: it records md5s of the files that hold the token
+    DEP_FILE.touch(mode=0o600)
+    DEP_FILE.write_text("{}")
 try:
     config.current()
 except config.ConfigError as error:  # one line, exit 3, no traceback
@@ -27,7 +30,7 @@ __all__ = ["task_fetch", "task_verify", "task_token", "task_render", "task_butan
 
 DOIT_CONFIG = {
     "default_tasks": ["embed"],
-    "dep_file": "build/.doit.json",  # inside build/, so a CI cache of build/ carries it
+    "dep_file": str(DEP_FILE),
     "backend": "json",  # portable, unlike dbm whose format depends on the Python build
     "check_file_uptodate": "md5",  # content, not mtimes: a fresh clone or restored cache is up to date
     "forget_disable_default": True,

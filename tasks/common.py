@@ -23,6 +23,7 @@ from doit.exceptions import TaskFailed
 TaskDict = dict[str, Any]
 
 BUILD = Path("build")
+DEP_FILE = BUILD / ".doit.json"  # doit's record of what is built: in build/, so a CI cache carries it
 FCOS_DIR = BUILD / "fcos"
 SECRETS_DIR = BUILD / "secrets"
 TOKEN_FILE = SECRETS_DIR / "k3s-token"

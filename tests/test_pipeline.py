@@ -83,6 +83,8 @@ def test_token_is_secret(built: Project) -> None:
             mode = stat.S_IMODE(path.stat().st_mode)
             assert mode & 0o077 == 0, f"{path} holds the token and is mode {mode:o}"
     assert stat.S_IMODE((built.root / "build" / "iso" / "node1.iso").stat().st_mode) == 0o600
+    # doit's record holds md5s of the files that hold the token: private too
+    assert stat.S_IMODE((built.root / "build" / ".doit.json").stat().st_mode) == 0o600
     info = built.doit("info", "render:node1")
     assert token not in info.stdout + info.stderr
 

@@ -78,7 +78,10 @@ def test_token_from_environment_wins_and_only_its_digest_is_recorded(
     monkeypatch.setenv(token.TOKEN_ENV, "s3cr3t-from-ci")
     token.write_token(target)
     assert target.read_text() == "s3cr3t-from-ci"
-    assert "s3cr3t" not in token.token_source_digest(os.environ)
+    assert token.token_is_current(target)
+    monkeypatch.setenv(token.TOKEN_ENV, "rotated")
+    assert not token.token_is_current(target)  # a new secret re-runs the task
+    monkeypatch.setenv(token.TOKEN_ENV, "s3cr3t-from-ci")
     assert "s3cr3t" not in repr(token.task_token())
     monkeypatch.setenv(token.TOKEN_ENV, "has space")
     assert isinstance(token.write_token(target), TaskFailed)

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
+from tasks.common import DEP_FILE
 from tests.tools import REPO, require_tool
 
 WORKFLOW = REPO / ".github" / "workflows" / "build.yml"
@@ -40,9 +41,8 @@ def covered(patterns: str, path: str) -> bool:
 
 
 def dodo_dep_file() -> str:
-    match = re.search(r'"dep_file":\s*"([^"]+)"', (REPO / "dodo.py").read_text())
-    assert match, "dodo.py sets DOIT_CONFIG['dep_file']"
-    return match.group(1)
+    assert '"dep_file": str(DEP_FILE)' in (REPO / "dodo.py").read_text()
+    return str(DEP_FILE)
 
 
 def test_actionlint_is_clean() -> None:
