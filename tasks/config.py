@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import functools
 import json
 import os
@@ -131,6 +132,9 @@ class Config:
     install: Install
     nodes: tuple[Node, ...]
     ssh_keys: tuple[SshKey, ...] = ()
+    # Why keys/ cannot be used, if it cannot: render fails with it, while `doit list`, `doit clean`
+    # and the CI's config queries still work on a checkout without keys.
+    ssh_keys_problem: str | None = None
 
     @property
     def first_server(self) -> Node:
@@ -468,7 +472,11 @@ def jsonnet_error_line(message: str) -> str:
 def load(path: Path = DEFAULT_CONFIG, keys_dir: Path = KEYS_DIR) -> Config:
     """Evaluate, read keys and manifests, validate: once per doit run."""
     raw = evaluate_jsonnet(path)
-    ssh_keys, note = read_ssh_keys(keys_dir, Path.home())
+    try:
+        ssh_keys, note = read_ssh_keys(keys_dir, Path.home())
+        problem = None
+    except ConfigError as error:
+        ssh_keys, note, problem = (), None, str(error)
     if note:
         print(f"‣ {note}", file=sys.stderr)
 
@@ -478,7 +486,8 @@ def load(path: Path = DEFAULT_CONFIG, keys_dir: Path = KEYS_DIR) -> Config:
             raise ConfigError(f"{path}: k3s.manifests: {manifest}: file not found")
         return read_text(manifest)
 
-    return parse(raw, os.fspath(path), ssh_keys=ssh_keys, read_file=read_manifest)
+    cluster = parse(raw, os.fspath(path), ssh_keys=ssh_keys, read_file=read_manifest)
+    return dataclasses.replace(cluster, ssh_keys_problem=problem)
 
 
 def manifest_paths(config: Config) -> list[Path]:

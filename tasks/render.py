@@ -56,7 +56,9 @@ def render_butane(template: Path, cluster: dict[str, Any], node: str, token: str
 
 
 @action
-def render_node(cluster: dict[str, Any], node: str, token_file: Path) -> None:
+def render_node(cluster: dict[str, Any], node: str, token_file: Path, keys_problem: str | None = None) -> None:
+    if keys_problem:
+        raise BuildError(keys_problem)
     files = NodeFiles(node)
     token = token_file.read_text().strip()
     write_atomic(files.installed_butane, render_butane(INSTALLED_TEMPLATE, cluster, node, token), mode=0o600)
@@ -80,9 +82,10 @@ def task_render() -> TaskDict:
     for node in cluster.nodes:
         yield {
             "name": node.name,
-            "actions": [(render_node, [inputs, node.name, TOKEN_FILE])],
+            "actions": [(render_node, [inputs, node.name, TOKEN_FILE, cluster.ssh_keys_problem])],
             "file_dep": [os.fspath(p) for p in sorted(set(common_deps))],
             "targets": [os.fspath(NodeFiles(node.name).installed_butane), os.fspath(NodeFiles(node.name).live_butane)],
-            "uptodate": [config_changed({"cluster": inputs, "node": node.name})],
+            "uptodate": [config_changed({"cluster": inputs, "node": node.name,
+                                         "keys_problem": cluster.ssh_keys_problem})],
             "clean": True,
         }

@@ -169,5 +169,17 @@ def test_private_key_in_keys_is_refused(built: Project, tmp_path: Path) -> None:
                    check=True)
     shutil.copy(project.root / "keys" / "oops", project.root / "keys" / "oops2.pub")
     run = project.doit()
-    assert run.returncode == 3
-    assert "keys/oops: this is a private key" in run.stderr
+    assert run.returncode == 1
+    errors = [line for line in run.stderr.splitlines() if line.startswith("‣ error:")]
+    assert len(errors) == 1 and "keys/oops: this is a private key" in errors[0], run.stderr
+    assert "Traceback" not in run.stderr
+    assert project.doit("list").returncode == 0  # the rest of doit still works
+
+
+def test_no_key_at_all_says_how_to_add_one(built: Project, tmp_path: Path) -> None:
+    project = copy_project(built, tmp_path / "checkout")
+    for key in (project.root / "keys").glob("*.pub"):
+        key.unlink()
+    run = project.doit()
+    assert run.returncode == 1
+    assert "no SSH public key in keys/ nor in ~/.ssh/: copy one in" in run.stderr
