@@ -2,6 +2,8 @@
 # Build the ISOs: set up .venv on first use, then run doit with any arguments (`./build.sh embed`).
 set -euo pipefail
 cd "$(dirname "$0")"
-command -v gpgv >/dev/null || { echo "error: gpgv not found: install gnupg (apt install gpgv / dnf install gnupg2)" >&2; exit 1; }
+for tool in gpg gpgv; do
+  command -v "$tool" >/dev/null || { echo "error: $tool not found: install GnuPG (apt install gnupg gpgv / dnf install gnupg2)" >&2; exit 1; }
+done
 . scripts/venv.sh
 exec doit "$@"

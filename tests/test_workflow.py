@@ -66,14 +66,19 @@ def test_test_job_runs_the_readme_test_command(workflow: dict[str, Any]) -> None
 
 
 def test_cache_covers_the_download_and_doits_dependency_file(workflow: dict[str, Any]) -> None:
-    cache = step_using(workflow, "iso", "actions/cache")["with"]
-    for path in (dodo_dep_file(), "build/fcos/fedora-coreos-live.x86_64.iso", "build/fcos/verified.json"):
-        assert covered(cache["path"], path), f"{path} is not cached"
-    for secret in ("build/secrets/k3s-token", "build/nodes/node1/k3s-autoinstall.ign", "build/iso/node1.iso"):
-        assert not covered(cache["path"], secret), f"{secret} carries the token and must not be cached"
-    assert "stream" in cache["key"] and "hashFiles(" in cache["key"]
-    prefix = cache["key"].split("${{ hashFiles")[0]
-    assert prefix in cache["restore-keys"], "a partly stale cache of the same stream is still restored"
+    restore = step_using(workflow, "iso", "actions/cache/restore")["with"]
+    save = step_using(workflow, "iso", "actions/cache/save")["with"]
+    for cache in (restore, save):
+        for path in (dodo_dep_file(), "build/fcos/fedora-coreos-live.x86_64.iso", "build/fcos/verified.json",
+                     "build/fcos/release.json"):
+            assert covered(cache["path"], path), f"{path} is not cached"
+        for secret in ("build/secrets/k3s-token", "build/nodes/node1/k3s-autoinstall.ign", "build/iso/node1.iso"):
+            assert not covered(cache["path"], secret), f"{secret} carries the token and must not be cached"
+    assert "stream" in restore["key"] and "hashFiles(" in restore["key"]
+    prefix = restore["key"].split("${{ hashFiles")[0]
+    assert prefix in restore["restore-keys"].splitlines(), "a partly stale cache of the same stream is still restored"
+    # saved under the release as well, so a weekly update with unchanged inputs is cached too
+    assert "cache-primary-key" in save["key"] and "release" in save["key"]
 
 
 def test_upload_covers_the_isos_and_checksums(workflow: dict[str, Any]) -> None:
