@@ -157,5 +157,5 @@ class NodeFiles:
         return self.dir / "coreos-autoinstall.ign"
 
     @property
-    def iso_checksum(self) -> Path:  # embed: the output ISO's SHA256SUMS line
-        return self.dir / "iso.sha256"
+    def iso_record(self) -> Path:  # embed: the output ISO's SHA256SUMS line and what it was made from
+        return self.dir / "iso.json"

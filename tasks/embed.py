@@ -34,21 +34,40 @@ def output_iso(iso_name: str) -> Path:
 
 
 @action
-def embed_node(verified_iso: Path, live_ignition: Path, target: Path, checksum: Path) -> None:
+def embed_node(verified_iso: Path, verified_stamp: Path, live_ignition: Path, target: Path, record: Path) -> None:
     from tasks import iso
 
+    base = json.loads(verified_stamp.read_text())["sha256"]
     try:
         patches = iso.ignition_patches(verified_iso, live_ignition.read_bytes(), force=True)
         with atomic_path(target, mode=0o600) as work, ThreadPoolExecutor(1) as pool:
             # SHA256SUMS needs the output's sha256: hash the source as patched, on the other core,
-            # while the kernel copies it (reflink or copy_file_range: no ISO bytes through Python).
+            # while the ISO is copied or patched.
             digest = pool.submit(iso.sha256_patched, verified_iso, patches)
-            iso.copy_file(verified_iso, work)
+            if reusable_output(target, record, base):
+                # Only the embed area differs: patch the last output rather than copy 800 MB (and
+                # unlink the old copy). Moved aside first, so a kill leaves no half-patched target.
+                os.replace(target, work)
+            else:
+                iso.copy_file(verified_iso, work)  # reflink or copy_file_range: no bytes through Python
             os.chmod(work, 0o600)
             iso.apply_patches(work, patches, output=None)
-            write_atomic(checksum, checksum_line(digest.result(), target))
+            done = work.stat()
+            write_atomic(record, json.dumps({"sha256sums": checksum_line(digest.result(), target), "base": base,
+                                             "size": done.st_size, "mtime_ns": done.st_mtime_ns}))
     except iso.IsoError as error:
         raise BuildError(f"{verified_iso}: {error}") from None
+
+
+def reusable_output(target: Path, record: Path, base: str) -> bool:
+    """The output this task last wrote, untouched since, from the same verified ISO."""
+    try:
+        written = json.loads(record.read_text())
+        now = target.stat()
+    except (OSError, ValueError):
+        return False
+    return (written.get("base"), written.get("size"), written.get("mtime_ns")) == (base, now.st_size,
+                                                                                   now.st_mtime_ns)
 
 
 def checksum_line(sha256: str, iso: Path) -> str:
@@ -67,8 +86,8 @@ def summary(rows: list[tuple[str, str, Path]], release: str) -> list[str]:
 
 
 @action
-def write_sums(rows: list[tuple[str, str, Path]], checksums: list[Path], verified_stamp: Path) -> None:
-    write_atomic(SHA256SUMS, "".join(path.read_text() for path in checksums))
+def write_sums(rows: list[tuple[str, str, Path]], records: list[Path], verified_stamp: Path) -> None:
+    write_atomic(SHA256SUMS, "".join(json.loads(path.read_text())["sha256sums"] for path in records))
     release = json.loads(verified_stamp.read_text()).get("release", "(unknown release)")
     for line in summary(rows, release):
         log(line)
@@ -81,25 +100,25 @@ def task_embed() -> TaskDict:
     cluster = config.current()
     verified_iso, verified_stamp = verified_paths(cluster)
     rows = [(node.name, node.role, output_iso(node.iso_name)) for node in cluster.nodes]
-    checksums = [NodeFiles(node.name).iso_checksum for node in cluster.nodes]
+    records = [NodeFiles(node.name).iso_record for node in cluster.nodes]
     yield {"name": None, "doc": "Embed each node's live config into a copy of the verified ISO."}
     for node in cluster.nodes:
         live_ignition = NodeFiles(node.name).live_ignition
         yield {
             "name": node.name,
-            "actions": [(embed_node, [verified_iso, live_ignition, output_iso(node.iso_name),
-                                      NodeFiles(node.name).iso_checksum])],
+            "actions": [(embed_node, [verified_iso, verified_stamp, live_ignition, output_iso(node.iso_name),
+                                      NodeFiles(node.name).iso_record])],
             # The stamp names the verified ISO by its sha256, so the ISO itself need not be hashed by doit.
             "file_dep": [os.fspath(verified_stamp), os.fspath(live_ignition)],
-            "targets": [os.fspath(output_iso(node.iso_name)), os.fspath(NodeFiles(node.name).iso_checksum)],
+            "targets": [os.fspath(output_iso(node.iso_name)), os.fspath(NodeFiles(node.name).iso_record)],
             "uptodate": [config_changed({"iso_name": node.iso_name})],
             "clean": True,
         }
     yield {
         "name": "SHA256SUMS",
-        "actions": [(write_sums, [rows, checksums, verified_stamp])],
+        "actions": [(write_sums, [rows, records, verified_stamp])],
         # The per-node checksum lines, not the ISOs: doit would md5 every ISO to record them.
-        "file_dep": [os.fspath(path) for path in checksums] + [os.fspath(verified_stamp)],
+        "file_dep": [os.fspath(path) for path in records] + [os.fspath(verified_stamp)],
         "targets": [os.fspath(SHA256SUMS)],
         "clean": True,
         "verbosity": 2,

@@ -103,7 +103,23 @@ def test_key_change_reembeds_offline(built: Project, mirror: Mirror, tmp_path: P
     assert run.returncode == 0, run.stdout + run.stderr
     steps = {task.split(":")[0] for task in run.executed}
     assert steps == {"render", "butane", "inline", "embed"}, run.executed
-    assert bob in core_keys(nested_installed_config(project.root / "build" / "iso" / "node1.iso"))
+    iso = project.root / "build" / "iso" / "node1.iso"
+    assert bob in core_keys(nested_installed_config(iso))
+    subprocess.run(["sha256sum", "--check", "--quiet", "SHA256SUMS"], cwd=iso.parent, check=True)
+
+
+def test_reembed_patches_the_last_output_unless_it_was_touched(built: Project, tmp_path: Path) -> None:
+    project = copy_project(built, tmp_path / "checkout")
+    iso = project.root / "build" / "iso" / "node1.iso"
+    before = iso.stat().st_ino
+    ssh_keygen(project.root / "keys" / "carol", "carol@example.test")
+    assert project.doit("embed").returncode == 0
+    assert iso.stat().st_ino == before  # only the embed area was rewritten, no 800 MB copy
+    os.utime(iso)  # someone touched the output: no longer known to be ours, so copy afresh
+    ssh_keygen(project.root / "keys" / "dave", "dave@example.test")
+    assert project.doit("embed").returncode == 0
+    assert iso.stat().st_ino != before
+    subprocess.run(["sha256sum", "--check", "--quiet", "SHA256SUMS"], cwd=iso.parent, check=True)
 
 
 def test_k3s_setting_change_does_not_refetch(built: Project, tmp_path: Path) -> None:
