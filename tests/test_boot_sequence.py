@@ -442,3 +442,4 @@ def test_countdown_zero_installs_at_once(tmp_path: Path) -> None:
     live = Live(tmp_path, [disk("/dev/sda", parts=FCOS_PARTS)], countdown=0)
     assert live.run().returncode == 0
     assert live.installed_to() == ["/dev/sda"] and live.m.calls("sleep") == []
+    assert "WIPED" in live.result.stdout  # no wait, but the console still says what was wiped
