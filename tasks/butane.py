@@ -7,6 +7,7 @@ the live config), then the live system's `coreos-autoinstall.ign` (which `embed`
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 from tasks import config
@@ -31,7 +32,7 @@ def transpile(source: Path, target: Path) -> None:
     write_atomic(target, transpile_file(source), mode=0o600)  # carries the token
 
 
-def task_butane() -> TaskDict:
+def task_butane() -> Iterator[TaskDict]:
     """Transpile Butane to Ignition: the installed config, then the live config."""
     yield {"name": None, "doc": "Transpile Butane to Ignition: the installed config, then the live config."}
     for node in config.current().nodes:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import shlex
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -93,7 +94,7 @@ def write_sums(rows: list[tuple[str, str, Path]], records: list[Path], verified_
         log(line)
 
 
-def task_embed() -> TaskDict:
+def task_embed() -> Iterator[TaskDict]:
     """Embed each node's live config into a copy of the verified ISO."""
     from tasks.verify import verified_paths
 

@@ -7,6 +7,7 @@ cluster token), which the live system hands to coreos-installer.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import yaml
@@ -37,7 +38,7 @@ def inline(live_butane: Path, nested_ignition: Path, target: Path) -> None:
     write_atomic(target, text, mode=0o600)
 
 
-def task_inline() -> TaskDict:
+def task_inline() -> Iterator[TaskDict]:
     """Inline k3s-autoinstall.ign into the live Butane config."""
     yield {"name": None, "doc": "Inline k3s-autoinstall.ign into the live Butane config."}
     for node in config.current().nodes:

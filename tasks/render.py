@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,7 @@ INSTALLED_TEMPLATE = JSONNET_DIR / "k3s-autoinstall.bu.jsonnet"
 LIVE_TEMPLATE = JSONNET_DIR / "coreos-autoinstall.fcc.jsonnet"
 
 
-class _ButaneDumper(yaml.SafeDumper):
+class _ButaneDumper(yaml.SafeDumper):  # type: ignore[misc]  # PyYAML ships no type hints
     """Scripts and unit files as literal blocks, so the rendered YAML reads like a hand-written one."""
 
 
@@ -37,8 +38,9 @@ _ButaneDumper.add_representer(str, _represent_str)
 
 def to_butane_yaml(document: object) -> str:
     """YAML that PyYAML and yaml.v3 read alike: PyYAML quotes every string it would itself misread."""
-    return yaml.dump(document, Dumper=_ButaneDumper, sort_keys=False, allow_unicode=True,
-                     width=1 << 30, default_flow_style=False)
+    text: str = yaml.dump(document, Dumper=_ButaneDumper, sort_keys=False, allow_unicode=True,
+                          width=1 << 30, default_flow_style=False)
+    return text
 
 
 def render_butane(template: Path, cluster: dict[str, Any], node: str, token: str | None = None) -> str:
@@ -72,7 +74,7 @@ def template_files() -> list[Path]:
     return sorted(path for path in files if "examples" not in path.parts)
 
 
-def task_render() -> TaskDict:
+def task_render() -> Iterator[TaskDict]:
     """Render the jsonnet templates into Butane YAML, per node."""
     cluster = config.current()
     inputs = cluster.template_input()
