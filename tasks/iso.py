@@ -814,27 +814,27 @@ def run(argv: Sequence[str]) -> None:
     """Execute one CLI command (raises IsoError on expected failures)."""
     args = _parser().parse_args(argv)
     command = (args.group, getattr(args, "command", None))
-    out = {"output": getattr(args, "output", None)}
+    output: Path | None = getattr(args, "output", None)
     if command == ("ignition", "embed"):
-        embed_ignition(args.input, _read_config(args.ignition_file), force=args.force, **out)
+        embed_ignition(args.input, _read_config(args.ignition_file), force=args.force, output=output)
     elif command == ("ignition", "show"):
         _write_stdout(show_ignition(args.input))
     elif command == ("ignition", "remove"):
-        remove_ignition(args.input, **out)
+        remove_ignition(args.input, output=output)
     elif command == ("kargs", "show"):
         print(show_kargs(args.input, default=args.default))
     elif command == ("kargs", "modify"):
-        modify_kargs(args.input, append=args.append, delete=args.delete, replace=args.replace, **out)
+        modify_kargs(args.input, append=args.append, delete=args.delete, replace=args.replace, output=output)
     elif command == ("kargs", "reset"):
-        reset_kargs(args.input, **out)
+        reset_kargs(args.input, output=output)
     elif command == ("network", "embed"):
-        embed_network(args.input, args.keyfile, force=args.force, **out)
+        embed_network(args.input, args.keyfile, force=args.force, output=output)
     elif command == ("network", "extract"):
         _extract_network_cli(args.input, args.directory)
     elif command == ("network", "remove"):
-        remove_network(args.input, **out)
+        remove_network(args.input, output=output)
     elif command == ("reset", None):
-        reset_iso(args.input, **out)
+        reset_iso(args.input, output=output)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
