@@ -233,13 +233,7 @@ def machine_info(tmpdir: Path) -> dict[str, str]:
                 break
     except OSError:
         pass
-    fs = subprocess.run(
-        ["findmnt", "-n", "-o", "FSTYPE,SOURCE", "-T", os.fspath(tmpdir)],
-        capture_output=True,
-        text=True,
-        check=False,
-    ).stdout.split()
-    filesystem = " ".join(fs) or "?"
+    filesystem = findmnt(tmpdir, "FSTYPE,SOURCE") or "?"
     free = shutil.disk_usage(tmpdir).free / 1024**3
 
     def version(argv: list[str]) -> str:
@@ -268,17 +262,19 @@ def machine_info(tmpdir: Path) -> dict[str, str]:
     }
 
 
+def findmnt(path: Path, columns: str) -> str:
+    """What findmnt says of the filesystem holding path (e.g. "ext4 /dev/vda"), "" if it can't."""
+    result = subprocess.run(["findmnt", "-n", "-o", columns, "-T", os.fspath(path)],
+                            capture_output=True, text=True, check=False)
+    return " ".join(result.stdout.split())
+
+
 def pick_tmpdir(requested: Path | None, needed: int) -> Path:
     """--tmpdir, else /var/tmp, else the repo's build/bench: never tmpfs, with room for ~10 ISOs."""
     candidates = [requested] if requested else [Path("/var/tmp"), REPO / "build" / "bench"]
     for candidate in candidates:
         candidate.mkdir(parents=True, exist_ok=True)
-        fstype = subprocess.run(
-            ["findmnt", "-n", "-o", "FSTYPE", "-T", os.fspath(candidate)],
-            capture_output=True,
-            text=True,
-            check=False,
-        ).stdout.strip()
+        fstype = findmnt(candidate, "FSTYPE")
         if requested or (fstype != "tmpfs" and shutil.disk_usage(candidate).free > needed):
             if shutil.disk_usage(candidate).free < needed:
                 print(f"warning: {candidate} has less than {needed / 1024**3:.1f} GiB free", file=sys.stderr)
