@@ -487,7 +487,17 @@ def load(path: Path = DEFAULT_CONFIG, keys_dir: Path = KEYS_DIR) -> Config:
         return read_text(manifest)
 
     cluster = parse(raw, os.fspath(path), ssh_keys=ssh_keys, read_file=read_manifest)
+    for warning in disk_warnings(cluster):
+        print(f"‣ warning: {warning}", file=sys.stderr)
     return dataclasses.replace(cluster, ssh_keys_problem=problem)
+
+
+def disk_warnings(cluster: Config) -> list[str]:
+    """Kernel names like /dev/sda can change between boots and machines: say so, but allow them."""
+    return [f"{cluster.source}: nodes[{i}].disk: {node.disk} is a kernel name that can change between "
+            f"boots; prefer a stable link from `ls -l /dev/disk/by-id/` on the machine"
+            for i, node in enumerate(cluster.nodes)
+            if node.disk != "auto" and not node.disk.startswith(("/dev/disk/by-", "/dev/mapper/"))]
 
 
 def manifest_paths(config: Config) -> list[Path]:

@@ -131,3 +131,12 @@ def test_relative_keyring_is_relative_to_the_config_file() -> None:
     assert parse({"fcos": {"keyring": "../site/keys.asc"}}, "jsonnet/c.jsonnet").fcos.keyring == "site/keys.asc"
     for kept in ("/srv/keys.asc", "file:///srv/keys.asc", "https://example.test/k.asc"):
         assert parse({"fcos": {"keyring": kept}}, "jsonnet/c.jsonnet").fcos.keyring == kept
+
+
+def test_kernel_disk_names_are_allowed_with_a_warning() -> None:
+    nodes = [{"name": "a", "role": "server", "disk": "/dev/sda"},
+             {"name": "b", "role": "agent", "disk": "/dev/disk/by-id/nvme-Samsung_SSD_980_1TB_S649"},
+             {"name": "c", "role": "agent"}]
+    warnings = config.disk_warnings(parse({"nodes": nodes}, "c.jsonnet"))
+    assert warnings == ["c.jsonnet: nodes[0].disk: /dev/sda is a kernel name that can change between boots; "
+                        "prefer a stable link from `ls -l /dev/disk/by-id/` on the machine"]
