@@ -140,3 +140,18 @@ def test_kernel_disk_names_are_allowed_with_a_warning() -> None:
     warnings = config.disk_warnings(parse({"nodes": nodes}, "c.jsonnet"))
     assert warnings == ["c.jsonnet: nodes[0].disk: /dev/sda is a kernel name that can change between boots; "
                         "prefer a stable link from `ls -l /dev/disk/by-id/` on the machine"]
+
+
+def test_default_fingerprints_are_fedoras_current_primary_keys() -> None:
+    """The pinned defaults are the real Fedora 43-47 keys (read from the key files with gpg)."""
+    from tests.tools import require_tool, shared_dir
+
+    require_tool("gpg")
+    keys = shared_dir("fixtures", "fedora-keys")
+    fingerprints = {}
+    for release in range(43, 48):
+        listing = subprocess.run(["gpg", "--show-keys", "--with-colons",
+                                  str(keys / f"RPM-GPG-KEY-fedora-{release}-primary.asc")],
+                                 capture_output=True, text=True, check=True).stdout
+        fingerprints[release] = next(line.split(":")[9] for line in listing.splitlines() if line.startswith("fpr:"))
+    assert config.FEDORA_FINGERPRINTS == tuple(fingerprints[release] for release in range(43, 48))
