@@ -50,7 +50,8 @@ def validate_fcos(config: dict[str, Any], minor: int, report: Report) -> None:
                 report.error(("boot_device", layout), "device name must start with /dev/dasd on s390x-eckd layout "
                              "or /dev/sd on s390x-zfcp layout")
         if layout in S390X_LAYOUTS and boot.get("mirror", {}).get("devices"):
-            report.error(("boot_device", layout), "mirroring not supported on layouts: s390x-eckd, s390x-zfcp, s390x-virt")
+            report.error(("boot_device", layout),
+                         "mirroring not supported on layouts: s390x-eckd, s390x-zfcp, s390x-virt")
     if len(boot.get("mirror", {}).get("devices", [])) == 1:
         report.error(("boot_device", "mirror", "devices"), "mirroring requires at least two devices")
     luks = boot.get("luks", {})

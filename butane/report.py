@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TypeAlias
 
-Path = tuple  # of str keys and int list indices
+Path: TypeAlias = tuple[str | int, ...]  # of str keys and int list indices
 
 
 class ButaneError(Exception):

@@ -12,7 +12,8 @@ Field = tuple[str, str, int, int]
 LAST = 99
 
 # (yaml key, type, first fcos minor version, last fcos minor version)
-_STRUCTS: dict[str, list[tuple]] = {
+_FieldSpec = tuple[str, str] | tuple[str, str, int] | tuple[str, str, int, int]
+_STRUCTS: dict[str, list[_FieldSpec]] = {
     "Config": [
         ("version", "str"),
         ("variant", "str"),

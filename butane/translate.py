@@ -12,7 +12,7 @@ import os
 import re
 import stat
 from pathlib import Path as FsPath
-from typing import Any
+from typing import Any, cast
 
 from .dataurl import make_data_url
 from .report import Path, Report
@@ -23,7 +23,7 @@ ERR_FILES_DIR_ESCAPE = "local file path traverses outside the files directory"
 ERR_NODE_EXISTS = "matching filesystem node has existing contents or different type"
 
 
-class Obj(dict):  # type: ignore[type-arg]
+class Obj(dict[str, Any]):
     """An Ignition JSON object that knows where in the YAML its parts came from."""
 
     def __init__(self, here: Path = (), *args: Any, **kwargs: Any) -> None:
@@ -432,7 +432,7 @@ def merge_configs(parent: Obj, child: Obj) -> Obj:
         result.put(key, value, parent.origin(key))
     for key, value in child.items():
         if key in result and isinstance(value, dict) and isinstance(result[key], dict):
-            result.put(key, merge_configs(result[key], value), child.origin(key))
+            result.put(key, merge_configs(result[key], cast(Obj, value)), child.origin(key))
         elif key in result and isinstance(value, list) and isinstance(result[key], list):
             result.put(key, _merge_lists(key, result[key], value), child.origin(key))
         else:
@@ -455,7 +455,7 @@ def _merge_lists(field: str, parent: list[Any], child: list[Any]) -> list[Any]:
         ident = identity(item)
         for position, existing in enumerate(merged):
             if identity(existing) == ident and isinstance(existing, dict):
-                merged[position] = merge_configs(existing, item)
+                merged[position] = merge_configs(cast(Obj, existing), item)
                 break
         else:
             merged.append(item)

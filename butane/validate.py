@@ -127,10 +127,10 @@ class _Checker:
         self.minor = minor
         self.report = report
 
-    def error(self, obj: Obj, key: str | None, message: str) -> None:
+    def error(self, obj: dict[str, Any], key: str | None, message: str) -> None:
         self.report.error(obj.origin(key) if isinstance(obj, Obj) else (), message)
 
-    def warn(self, obj: Obj, key: str | None, message: str) -> None:
+    def warn(self, obj: dict[str, Any], key: str | None, message: str) -> None:
         self.report.warn(obj.origin(key) if isinstance(obj, Obj) else (), message)
 
     # ---- resources
@@ -311,7 +311,8 @@ class _Checker:
             label = fs.get("label")
             limit = _FS_LABEL_LIMITS.get(fmt or "")
             if label and limit and len(label) > limit[0]:
-                self.error(fs, "label", f"filesystem labels cannot be longer than {limit[0]} characters when using {limit[1]}")
+                self.error(fs, "label",
+                           f"filesystem labels cannot be longer than {limit[0]} characters when using {limit[1]}")
         self.keyed_unique(storage.get("filesystems", []), "device")
 
     def disks(self, storage: Obj) -> None:
@@ -371,12 +372,13 @@ class _Checker:
             if not name.endswith(UNIT_EXTENSIONS):
                 self.error(unit, "name", "invalid systemd unit extension")
             contents = unit.get("contents")
-            options = None
+            options: list[tuple[str | None, str]] | None = None
             if contents is not None:
-                options = parse_unit(contents)
-                if isinstance(options, str):
-                    self.error(unit, "contents", f"invalid unit content: {options}")
-                    options = None
+                parsed = parse_unit(contents)
+                if isinstance(parsed, str):
+                    self.error(unit, "contents", f"invalid unit content: {parsed}")
+                else:
+                    options = parsed
             dropins = unit.get("dropins", [])
             self.named_unique(dropins)
             for dropin in dropins:
@@ -428,9 +430,9 @@ class _Checker:
             self.warn(proxy, "httpsProxy", "insecure plaintext HTTP proxy specified for HTTPS resources")
 
 
-def parse_unit(contents: str) -> list[tuple[str, str]] | str:
+def parse_unit(contents: str) -> list[tuple[str | None, str]] | str:
     """Parse unit file text like go-systemd's unit.Deserialize; error text on failure."""
-    options: list[tuple[str, str]] = []
+    options: list[tuple[str | None, str]] = []
     section: str | None = None
     lines = contents.replace("\r\n", "\n").split("\n")
     index = 0

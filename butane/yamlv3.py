@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass, field
+from typing import Any
 
 import yaml
 from yaml.resolver import BaseResolver
@@ -36,19 +37,19 @@ class YamlError(Exception):
         self.col = col
 
 
-class _NoImplicitResolver(BaseResolver):
+class _NoImplicitResolver(BaseResolver):  # type: ignore[misc]  # PyYAML is untyped (Any)
     """Resolver that leaves every untagged scalar unresolved (tag ``!implicit``)."""
 
     DEFAULT_SCALAR_TAG = IMPLICIT
-    yaml_implicit_resolvers: dict = {}
-    yaml_path_resolvers: dict = {}
+    yaml_implicit_resolvers: dict[str, list[tuple[str, re.Pattern[str]]]] = {}
+    yaml_path_resolvers: dict[tuple[object, ...], str] = {}
 
 
 def _make_loader() -> type:
-    parser_base = getattr(yaml, "CParser", None)
+    parser_base: Any = getattr(yaml, "CParser", None)
     if parser_base is not None:
 
-        class CLoader(parser_base, _NoImplicitResolver):  # type: ignore[misc, valid-type]
+        class CLoader(parser_base, _NoImplicitResolver):  # type: ignore[misc]  # CParser is untyped (Any)
             def __init__(self, stream: str) -> None:
                 parser_base.__init__(self, stream)
                 _NoImplicitResolver.__init__(self)
@@ -59,7 +60,7 @@ def _make_loader() -> type:
     from yaml.reader import Reader
     from yaml.scanner import Scanner
 
-    class PyLoader(Reader, Scanner, Parser, Composer, _NoImplicitResolver):
+    class PyLoader(Reader, Scanner, Parser, Composer, _NoImplicitResolver):  # type: ignore[misc]  # untyped bases
         def __init__(self, stream: str) -> None:
             Reader.__init__(self, stream)
             Scanner.__init__(self)
