@@ -17,7 +17,16 @@ import yaml
 from doit.tools import config_changed
 
 from tasks import config
-from tasks.common import JSONNET_DIR, TOKEN_FILE, BuildError, NodeFiles, TaskDict, action, write_atomic
+from tasks.common import (
+    JSONNET_DIR,
+    TOKEN_FILE,
+    TOKEN_VERSION_FILE,
+    BuildError,
+    NodeFiles,
+    TaskDict,
+    action,
+    write_atomic,
+)
 
 INSTALLED_TEMPLATE = JSONNET_DIR / "k3s-autoinstall.bu.jsonnet"
 LIVE_TEMPLATE = JSONNET_DIR / "coreos-autoinstall.fcc.jsonnet"
@@ -79,7 +88,7 @@ def task_render() -> Iterator[TaskDict]:
     cluster = config.current()
     inputs = cluster.template_input()
     common_deps = [*template_files(), *(Path(key.path) for key in cluster.ssh_keys),
-                   *config.manifest_paths(cluster), TOKEN_FILE]
+                   *config.manifest_paths(cluster), TOKEN_VERSION_FILE]  # not the token: its md5 is stored
     yield {"name": None, "doc": "Render the jsonnet templates into Butane YAML, per node."}
     for node in cluster.nodes:
         yield {

@@ -10,7 +10,7 @@ import os
 import secrets
 from pathlib import Path
 
-from tasks.common import TOKEN_FILE, BuildError, TaskDict, action, log, write_atomic
+from tasks.common import TOKEN_FILE, TOKEN_VERSION_FILE, BuildError, TaskDict, action, log, write_atomic
 
 TOKEN_ENV = "K3S_TOKEN"
 
@@ -33,7 +33,7 @@ def check_token(token: str) -> str:
 
 
 @action
-def write_token(target: Path) -> None:
+def write_token(target: Path, version: Path) -> None:
     # Read here, not in the task dict: `doit info` prints a task's actions and arguments.
     from_env = os.environ.get(TOKEN_ENV) or None  # CI sets an unset secret to "": same as unset
     target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -42,20 +42,24 @@ def write_token(target: Path) -> None:
         token = check_token(from_env)
         if not target.exists() or target.read_text() != token:
             write_atomic(target, token, mode=0o600)
+            write_atomic(version, secrets.token_hex(16))
             log(f"cluster token taken from ${TOKEN_ENV}")
     elif not target.exists():
         if TOKEN_ENV in os.environ:
             log(f"${TOKEN_ENV} is empty: using a generated token")
         write_atomic(target, secrets.token_hex(32), mode=0o600)
+        write_atomic(version, secrets.token_hex(16))
         log(f"generated a new cluster token in {target} (keep it: nodes join with it)")
+    if not version.exists():  # a token from before versions were recorded
+        write_atomic(version, secrets.token_hex(16))
 
 
 def task_token() -> TaskDict:
     """Provide the cluster token (from $K3S_TOKEN, else generated once)."""
     return {
         "basename": "_token",
-        "actions": [(write_token, [TOKEN_FILE])],
-        "targets": [TOKEN_FILE],
+        "actions": [(write_token, [TOKEN_FILE, TOKEN_VERSION_FILE])],
+        "targets": [TOKEN_FILE, TOKEN_VERSION_FILE],
         "uptodate": [lambda: token_is_current(TOKEN_FILE)],
         "verbosity": 2,
     }

@@ -63,29 +63,33 @@ def test_rendered_yaml_reads_the_same_in_our_yaml_v3_transpiler() -> None:
 def test_token_generated_once_then_reused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(token.TOKEN_ENV, raising=False)
     target = tmp_path / "secrets" / "k3s-token"
-    token.write_token(target)
-    first = target.read_text()
+    version = tmp_path / "token-version"
+    token.write_token(target, version)
+    first, first_version = target.read_text(), version.read_text()
     assert len(first) == 64
     assert stat.S_IMODE(target.stat().st_mode) == 0o600
     assert stat.S_IMODE(target.parent.stat().st_mode) == 0o700
-    token.write_token(target)
-    assert target.read_text() == first
+    token.write_token(target, version)
+    assert target.read_text() == first and version.read_text() == first_version
 
 
-def test_token_from_environment_wins_and_only_its_digest_is_recorded(
+def test_token_from_environment_wins_and_nothing_derived_from_it_is_recorded(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    target = tmp_path / "k3s-token"
+    target, version = tmp_path / "k3s-token", tmp_path / "token-version"
     monkeypatch.setenv(token.TOKEN_ENV, "s3cr3t-from-ci")
-    token.write_token(target)
+    token.write_token(target, version)
     assert target.read_text() == "s3cr3t-from-ci"
     assert token.token_is_current(target)
+    first_version = version.read_text()
+    assert "s3cr3t" not in first_version  # random: what render depends on instead of the token
     monkeypatch.setenv(token.TOKEN_ENV, "rotated")
-    assert not token.token_is_current(target)  # a new secret re-runs the task
-    monkeypatch.setenv(token.TOKEN_ENV, "s3cr3t-from-ci")
-    assert "s3cr3t" not in repr(token.task_token())
+    assert not token.token_is_current(target)  # a new secret re-runs the task...
+    token.write_token(target, version)
+    assert version.read_text() != first_version  # ...and re-renders every node
+    assert "rotated" not in repr(token.task_token())
     monkeypatch.setenv(token.TOKEN_ENV, "has space")
-    assert isinstance(token.write_token(target), TaskFailed)
-    assert target.read_text() == "s3cr3t-from-ci"
+    assert isinstance(token.write_token(target, version), TaskFailed)
+    assert target.read_text() == "rotated"
 
 
 def test_atomic_path_leaves_nothing_on_failure(tmp_path: Path) -> None:
