@@ -54,11 +54,10 @@ class BuildError(Exception):
 DISK_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES)
 
 
-def disk_error(error: OSError, path: Path) -> BuildError:
+def disk_error(error: OSError, path: Path, *, then: str = "") -> BuildError:
     """A full or read-only disk is the machine's state, not a bug: one line saying what to do."""
     if error.errno == errno.ENOSPC:
-        return BuildError(f"disk full while writing {path}",
-                          hint="free some space, then run doit again: the download resumes where it stopped")
+        return BuildError(f"disk full while writing {path}", hint=f"free some space, then run doit again{then}")
     return BuildError(f"cannot write {path}: {error.strerror}")
 
 

@@ -29,7 +29,8 @@ from typing import IO, Any
 import requests
 import urllib3
 
-from tasks.common import BuildError, disk_error, log
+from tasks import common
+from tasks.common import BuildError, log
 
 CHUNK = 1 << 20  # 1 MiB: big enough that Python's per-chunk cost vanishes, small enough for memory
 RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
@@ -298,6 +299,11 @@ def _write(file: IO[bytes], chunk: bytes, state: _PartState, part: Path) -> None
     except OSError as error:
         raise disk_error(error, part) from None
     state.size += len(chunk)
+
+
+def disk_error(error: OSError, part: Path) -> BuildError:
+    """A full disk while downloading: the hint says the download will resume."""
+    return common.disk_error(error, part, then=": the download resumes where it stopped")
 
 
 def refuse_html(first_chunk: bytes, content_type: str, *, url: str, what: str) -> None:

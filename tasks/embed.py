@@ -103,16 +103,15 @@ def task_embed() -> Iterator[TaskDict]:
     rows = [(node.name, node.role, output_iso(node.iso_name)) for node in cluster.nodes]
     records = [NodeFiles(node.name).iso_record for node in cluster.nodes]
     yield {"name": None, "doc": "Embed each node's live config into a copy of the verified ISO."}
-    for node in cluster.nodes:
-        live_ignition = NodeFiles(node.name).live_ignition
+    for (name, _, iso), record in zip(rows, records, strict=True):
+        live_ignition = NodeFiles(name).live_ignition
         yield {
-            "name": node.name,
-            "actions": [(embed_node, [verified_iso, verified_stamp, live_ignition, output_iso(node.iso_name),
-                                      NodeFiles(node.name).iso_record])],
+            "name": name,
+            "actions": [(embed_node, [verified_iso, verified_stamp, live_ignition, iso, record])],
             # The stamp names the verified ISO by its sha256, so the ISO itself need not be hashed by doit.
             "file_dep": [os.fspath(verified_stamp), os.fspath(live_ignition)],
-            "targets": [os.fspath(output_iso(node.iso_name)), os.fspath(NodeFiles(node.name).iso_record)],
-            "uptodate": [config_changed({"iso_name": node.iso_name})],
+            "targets": [os.fspath(iso), os.fspath(record)],
+            "uptodate": [config_changed({"iso_name": iso.stem})],
             "clean": True,
         }
     yield {

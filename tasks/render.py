@@ -91,11 +91,12 @@ def task_render() -> Iterator[TaskDict]:
                    *config.manifest_paths(cluster), TOKEN_VERSION_FILE]  # not the token: its md5 is stored
     yield {"name": None, "doc": "Render the jsonnet templates into Butane YAML, per node."}
     for node in cluster.nodes:
+        files = NodeFiles(node.name)
         yield {
             "name": node.name,
             "actions": [(render_node, [inputs, node.name, TOKEN_FILE, cluster.ssh_keys_problem])],
             "file_dep": [os.fspath(p) for p in sorted(set(common_deps))],
-            "targets": [os.fspath(NodeFiles(node.name).installed_butane), os.fspath(NodeFiles(node.name).live_butane)],
+            "targets": [os.fspath(files.installed_butane), os.fspath(files.live_butane)],
             "uptodate": [config_changed({"cluster": inputs, "node": node.name,
                                          "keys_problem": cluster.ssh_keys_problem})],
             "clean": True,

@@ -38,19 +38,20 @@ def write_token(target: Path, version: Path) -> None:
     from_env = os.environ.get(TOKEN_ENV) or None  # CI sets an unset secret to "": same as unset
     target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     os.chmod(target.parent, 0o700)
+    changed = False
     if from_env is not None:
         token = check_token(from_env)
         if not target.exists() or target.read_text() != token:
             write_atomic(target, token, mode=0o600)
-            write_atomic(version, secrets.token_hex(16))
+            changed = True
             log(f"cluster token taken from ${TOKEN_ENV}")
     elif not target.exists():
         if TOKEN_ENV in os.environ:
             log(f"${TOKEN_ENV} is empty: using a generated token")
         write_atomic(target, secrets.token_hex(32), mode=0o600)
-        write_atomic(version, secrets.token_hex(16))
+        changed = True
         log(f"generated a new cluster token in {target} (keep it: nodes join with it)")
-    if not version.exists():  # a token from before versions were recorded
+    if changed or not version.exists():  # a new name whenever the value changes
         write_atomic(version, secrets.token_hex(16))
 
 
