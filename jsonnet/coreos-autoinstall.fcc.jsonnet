@@ -3,8 +3,9 @@
 // /home/core/k3s-autoinstall.ign, then reboots or powers off. See docs/k3s.md.
 local k = import 'k3s.libsonnet';
 
-function(cluster, node, token='')
+function(cluster, node, cluster_id='')
   local n = k.node(cluster, node);
+  assert std.length(cluster_id) > 0 : 'the cluster id is empty (pass it as the cluster_id argument)';
   {
     variant: 'fcos',
     version: '1.4.0',
@@ -16,13 +17,23 @@ function(cluster, node, token='')
         { path: '/home/core/k3s-autoinstall.ign', mode: 384, contents: { inline: '' } },
         k.file('/etc/k3s-autoinstall/install.env', k.envFile({
           K3S_AI_CLUSTER: cluster.name,
+          K3S_AI_CLUSTER_ID: cluster_id,
           K3S_AI_NODE: n.name,
+          K3S_AI_CONSOLES: std.join(' ', n.console),
           K3S_AI_DISK: n.disk,
           K3S_AI_AFTER_INSTALL: n.after_install,
           K3S_AI_COUNTDOWN: cluster.install.countdown_seconds,
           K3S_AI_IGNITION: '/home/core/k3s-autoinstall.ign',
         })),
         k.script('/usr/local/bin/run-coreos-installer', importstr 'scripts/run-coreos-installer'),
+        // What the stock installer's coreos-installer-disable-device-auto-activation.service does,
+        // in place before the live root's udev starts: old volume groups and RAID arrays on the
+        // disks stay inactive, so that coreos-installer gets the target to itself.
+        k.file('/etc/mdadm.conf.d/k3s-autoinstall.conf', '# no MD auto-assembly: the installer needs the disk to itself\nAUTO -all\n'),
+        {
+          path: '/etc/lvm/lvm.conf',
+          append: [{ inline: '\n# k3s-autoinstall: no LVM auto-activation, the installer needs the disk to itself\ndevices {\n\tfilter = [ "r|.*|" ]\n}\n' }],
+        },
       ],
     },
     systemd: {
@@ -30,10 +41,10 @@ function(cluster, node, token='')
         k.unit('run-coreos-installer.service', |||
           [Unit]
           Description=Install Fedora CoreOS and k3s node %(node)s to disk (k3s-autoinstall)
-          After=systemd-udev-settle.service local-fs.target
-          Wants=systemd-udev-settle.service
-          # The console is ours until the install is done (the countdown reads a key from it).
-          Before=systemd-user-sessions.service getty@tty1.service serial-getty@ttyS0.service
+          After=local-fs.target
+          # The console is ours until the install is done (the countdown reads a key from it);
+          # SSH logins stay open, to look at a machine that stopped.
+          Before=%(gettys)s
           # coreos.inst.install_dev= on the kernel command line means the stock installer runs instead.
           ConditionKernelCommandLine=!coreos.inst.install_dev
 
@@ -51,7 +62,7 @@ function(cluster, node, token='')
 
           [Install]
           WantedBy=multi-user.target
-        ||| % { node: n.name }),
+        ||| % { node: n.name, gettys: std.join(' ', k.gettys(n.console)) }),
       ],
     },
   }

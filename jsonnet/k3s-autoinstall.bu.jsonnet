@@ -3,18 +3,22 @@
 // run-k3s-installer installs and starts k3s. See docs/k3s.md.
 local k = import 'k3s.libsonnet';
 
-function(cluster, node, token='')
+// token: what this node joins with (a server's token, or for an agent the agent token);
+// agent_token: servers only, k3s's agent-token; cluster_id: names this cluster's installs on disk.
+function(cluster, node, token='', agent_token='', cluster_id='')
   local n = k.node(cluster, node);
   local k3s = cluster.k3s;
   local isServer = n.role == 'server';
   local first = k.isFirstServer(cluster, n);
   local joinHost = k.urlHost(k3s.server_url);
   assert std.length(token) > 0 : 'the cluster token is empty (pass it as the token argument)';
+  assert !isServer || std.length(agent_token) > 0 : 'a server needs the agent token (the agent_token argument)';
   assert std.all([k.rfc1123(m) for m in std.objectFields(k3s.manifests)])
          : 'k3s.manifests: names must be RFC 1123 labels (a-z, 0-9, -): %s' % std.join(', ', std.objectFields(k3s.manifests));
 
   // /etc/rancher/k3s/config.yaml: the role's settings, then the user's (server_config /
-  // agent_config), then what must hold for every node (token, SELinux).
+  // agent_config), then what must hold for every node (tokens, SELinux). Agents carry only the
+  // agent token: it admits agents, not servers.
   local staticIp = if n.network != null then { 'node-ip': std.split(n.network.address, '/')[0] } else {};
   local serverBase = {
     'write-kubeconfig-mode': '0600',
@@ -24,7 +28,8 @@ function(cluster, node, token='')
   local agentBase = { server: k3s.server_url };
   local k3sConfig =
     (if isServer then serverBase + staticIp + k3s.server_config else agentBase + staticIp + k3s.agent_config)
-    + { token: token, selinux: true };
+    + { token: token, selinux: true }
+    + (if isServer then { 'agent-token': agent_token } else {});
 
   // The Rancher k3s-common repository for CoreOS, as install.sh would write it.
   local rpmChannel =
@@ -50,6 +55,8 @@ function(cluster, node, token='')
     K3S_AI_SCRIPT_SHA256: k3s.install_script_sha256,
     K3S_AI_VERSION: k3s.version,
     K3S_AI_CHANNEL: if k3s.version == null then k3s.channel else null,
+    K3S_AI_UPDATES_HOLD: k.zincatiHold,
+    K3S_AI_UPDATES: n.updates.strategy,
   });
 
   local keyfile(net) =
@@ -71,7 +78,7 @@ function(cluster, node, token='')
     + (if std.length(net.dns) > 0 then 'dns=%s;\n' % std.join(';', net.dns) else '')
     + '\n[%s]\nmethod=%s\n' % [other, if v6 then 'disabled' else 'auto'];
 
-  local marker = k.markerLine(cluster) + ' node=' + n.name;
+  local marker = k.markerLine(cluster, cluster_id) + ' node=' + n.name;
 
   {
     variant: 'fcos',
@@ -81,12 +88,16 @@ function(cluster, node, token='')
       directories: [
         { path: k.stateDir, mode: 448 },
         { path: '/etc/rancher/k3s', mode: 448 },
-      ],
+      ] + (if isServer then [{ path: '/var/lib/rancher/k3s/server', mode: 448 }] else []),
       files: [
         k.file('/etc/hostname', n.name + '\n'),
         k.file(k.markerFile, marker + '\n'),
         k.file('/etc/yum.repos.d/rancher-k3s-common.repo', repo),
         k.file('/etc/k3s-autoinstall/k3s-installer.env', installerEnv),
+        // Zincati would update and reboot at once, during layering or a join: held until k3s
+        // runs (run-k3s-installer removes the hold), then the configured strategy applies.
+        k.file(k.zincatiHold, '# until k3s is installed (removed by run-k3s-installer)\n[updates]\nenabled = false\n'),
+        k.file(k.zincatiStrategy, k.zincatiToml(n.updates)),
         k.file('/etc/rancher/k3s/config.yaml', k.yaml(k3sConfig), mode=384),
         k.script('/usr/local/bin/run-k3s-prereq-installer', importstr 'scripts/run-k3s-prereq-installer'),
         k.script('/usr/local/bin/run-k3s-installer', importstr 'scripts/run-k3s-installer'),
@@ -113,8 +124,8 @@ function(cluster, node, token='')
           After=network-online.target systemd-machine-id-commit.service
           Before=zincati.service run-k3s-installer.service
           ConditionPathExists=!%(state)s/prereq-installed
-          StartLimitIntervalSec=2h
-          StartLimitBurst=3
+          # Never give up: the script retries with a capped backoff; a crash restarts it.
+          StartLimitIntervalSec=0
 
           [Service]
           Type=oneshot
@@ -124,7 +135,7 @@ function(cluster, node, token='')
           ExecStart=/usr/local/bin/run-k3s-prereq-installer
           Restart=on-failure
           RestartSec=60
-          TimeoutStartSec=2h
+          TimeoutStartSec=infinity
           StandardOutput=journal+console
           StandardError=journal+console
 
@@ -139,8 +150,7 @@ function(cluster, node, token='')
           After=network-online.target run-k3s-prereq-installer.service
           ConditionPathExists=%(state)s/prereq-installed
           ConditionPathExists=!%(state)s/k3s-installed
-          StartLimitIntervalSec=6h
-          StartLimitBurst=5
+          StartLimitIntervalSec=0
 
           [Service]
           Type=oneshot
@@ -150,14 +160,16 @@ function(cluster, node, token='')
           ExecStart=/usr/local/bin/run-k3s-installer
           Restart=on-failure
           RestartSec=60
-          TimeoutStartSec=4h
+          TimeoutStartSec=infinity
           StandardOutput=journal+console
           StandardError=journal+console
 
           [Install]
           WantedBy=multi-user.target
         ||| % { role: n.role, state: k.stateDir }),
-        k.unit('k3s-killall-on-shutdown.service', |||
+        // Not named k3s*.service: k3s-killall.sh stops every /etc/systemd/system/k3s*.service, so
+        // such a unit would wait on its own stop job, and k3s-uninstall.sh would refuse to run.
+        k.unit('stop-k3s-at-shutdown.service', |||
           [Unit]
           Description=Stop k3s and its containers cleanly at shutdown (k3s-killall.sh)
           # Stopped after k3s (reverse start order), while the network and filesystems are still up.

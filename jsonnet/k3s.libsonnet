@@ -3,10 +3,40 @@
   // Stamps and the data-safety marker all live here on the installed system (persistent /var).
   stateDir: '/var/lib/k3s-autoinstall',
   markerFile: self.stateDir + '/marker',
-  // The line that identifies an install of this cluster. It appears verbatim in the marker file
-  // and as a comment in a unit of the installed config (plain text in the Ignition JSON that
-  // coreos-installer leaves on the boot partition until first boot).
-  markerLine(cluster):: 'k3s-autoinstall-marker: cluster=%s' % cluster.name,
+  // The line that identifies an install of this cluster: its name and its id (a one-way hash of
+  // the server token, the same in every build with that token). It appears verbatim in the marker
+  // file and as a comment in a unit of the installed config (plain text in the Ignition JSON that
+  // coreos-installer leaves on the boot partition until first boot). The live installer matches
+  // whole fields: cluster=k3s is not cluster=k3s-lab.
+  markerLine(cluster, clusterId)::
+    assert std.length(clusterId) > 0 : 'the cluster id is empty (pass it as the cluster_id argument)';
+    'k3s-autoinstall-marker: cluster=%s id=%s' % [cluster.name, clusterId],
+
+  // Zincati drop-ins (/etc/zincati/config.d/, read in name order, later files win).
+  zincatiHold: '/etc/zincati/config.d/99-k3s-autoinstall-hold.toml',
+  zincatiStrategy: '/etc/zincati/config.d/90-k3s-autoinstall-updates.toml',
+  zincatiToml(updates)::
+    '[updates]\nstrategy = "%s"\n' % updates.strategy
+    + (if updates.strategy == 'fleet_lock' then
+         '\n[updates.fleet_lock]\nbase_url = "%s"\n' % updates.fleet_lock_url
+       else if updates.strategy == 'periodic' then
+         '\n[[updates.periodic.window]]\ndays = [ %s ]\nstart_time = "%s"\nlength_minutes = %d\n' % [
+           std.join(', ', ['"%s"' % d for d in updates.window.days]),
+           updates.window.start_time,
+           updates.window.length_minutes,
+         ]
+       else ''),
+
+  // Units ordered before the gettys of these consoles keep the console to themselves.
+  gettys(consoles)::
+    std.set(['getty@tty1.service'] + [
+      local device = std.split(c, ',')[0];
+      local vt = std.startsWith(device, 'tty') && std.length(device) > 3 &&
+                 std.all([std.member('0123456789', ch) for ch in std.stringChars(std.substr(device, 3, 9))]);
+      if !vt then 'serial-getty@%s.service' % device
+      else 'getty@%s.service' % (if device == 'tty0' then 'tty1' else device)
+      for c in consoles
+    ] + ['serial-getty@ttyS0.service']),
 
   node(cluster, name)::
     local found = [n for n in cluster.nodes if n.name == name];

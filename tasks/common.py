@@ -27,6 +27,7 @@ DEP_FILE = BUILD / ".doit.json"  # doit's record of what is built: in build/, so
 FCOS_DIR = BUILD / "fcos"
 SECRETS_DIR = BUILD / "secrets"
 TOKEN_FILE = SECRETS_DIR / "k3s-token"
+AGENT_TOKEN_FILE = SECRETS_DIR / "k3s-agent-token"
 # A random name for the token's current value: what render depends on, so that doit's DB (cached in
 # CI) records the md5 of this, never the md5 of the token itself.
 TOKEN_VERSION_FILE = BUILD / "token-version"

@@ -27,6 +27,10 @@ STREAMS = ("stable", "testing", "next")
 ARCHITECTURES = ("x86_64", "aarch64", "ppc64le", "s390x")
 ROLES = ("server", "agent")
 AFTER_INSTALL = ("reboot", "poweroff")
+UPDATE_STRATEGIES = ("periodic", "fleet_lock", "immediate")
+WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+# A kernel console: a device name, optionally with serial options (ttyS0,115200n8).
+CONSOLE = re.compile(r"^[a-zA-Z][a-zA-Z0-9]*(,[0-9]+([noe][5-8]r?)?)?$")
 STREAM_BASE_URL = "https://builds.coreos.fedoraproject.org/streams"
 FEDORA_KEYRING_URL = "https://fedoraproject.org/fedora.gpg"
 # Fedora signs each FCOS major with the primary key of that Fedora release; a new key is created each
@@ -59,6 +63,19 @@ class ConfigError(Exception):
 
 
 @dataclass(frozen=True)
+class Updates:
+    """Zincati's update strategy on the installed nodes (held until k3s runs, then this)."""
+
+    strategy: str = "periodic"
+    days: tuple[str, ...] = WEEKDAYS
+    start_time: str = "03:00"  # UTC, Zincati's default time zone
+    length_minutes: int = 60
+    # Server k's window opens k * stagger_minutes after start_time; agents' after the last server's.
+    stagger_minutes: int = 120
+    fleet_lock_url: str | None = None
+
+
+@dataclass(frozen=True)
 class Fcos:
     stream: str = "stable"
     architecture: str = "x86_64"
@@ -67,6 +84,7 @@ class Fcos:
     mirror: str | None = None
     keyring: str = FEDORA_KEYRING_URL
     fingerprints: tuple[str, ...] = FEDORA_FINGERPRINTS
+    updates: Updates = field(default_factory=Updates)
 
     @property
     def stream_metadata_url(self) -> str:
@@ -97,6 +115,7 @@ class K3s:
 @dataclass(frozen=True)
 class Install:
     countdown_seconds: int = 10
+    console: tuple[str, ...] = ()  # every node's consoles, unless the node sets its own
 
 
 @dataclass(frozen=True)
@@ -115,6 +134,7 @@ class Node:
     disk: str = "auto"
     after_install: str = "reboot"
     network: Network | None = None
+    console: tuple[str, ...] | None = None  # None: install.console
 
 
 @dataclass(frozen=True)
@@ -149,6 +169,9 @@ class Config:
         host = first.network.address.split("/")[0] if first.network else first.name
         return f"https://{host}:6443"
 
+    def consoles(self, node: Node) -> tuple[str, ...]:
+        return self.install.console if node.console is None else node.console
+
     def fetch_slice(self) -> dict[str, Any]:
         f = self.fcos
         return {"stream": f.stream, "architecture": f.architecture, "release": f.release,
@@ -175,19 +198,44 @@ class Config:
                 "join_stagger_seconds": self.k3s.join_stagger_seconds,
             },
             "install": {"countdown_seconds": self.install.countdown_seconds},
-            "nodes": [node_input(node, index) for index, node in enumerate(self.nodes)],
+            "nodes": [node_input(node, index, self.consoles(node), updates_input(self, node))
+                      for index, node in enumerate(self.nodes)],
             "first_server": self.first_server.name,
             "ssh_authorized_keys": [key.line for key in self.ssh_keys],
         }
 
 
-def node_input(node: Node, index: int) -> dict[str, Any]:
+def node_input(node: Node, index: int, consoles: tuple[str, ...], updates: dict[str, Any]) -> dict[str, Any]:
     network = None
     if node.network:
         network = {"interface": node.network.interface, "address": node.network.address,
                    "gateway": node.network.gateway, "dns": list(node.network.dns)}
     return {"name": node.name, "role": node.role, "index": index, "iso_name": node.iso_name,
-            "disk": node.disk, "after_install": node.after_install, "network": network}
+            "disk": node.disk, "after_install": node.after_install, "network": network,
+            "console": list(consoles), "updates": updates}
+
+
+def update_window(updates: Updates, slot: int) -> tuple[tuple[str, ...], str, int]:
+    """The maintenance window of the slot-th node to update (servers 0..n-1, then all agents at n):
+    (days, start time, length). A start past midnight moves to the next day."""
+    hours, minutes = (int(part) for part in updates.start_time.split(":"))
+    start = hours * 60 + minutes + slot * updates.stagger_minutes
+    day_shift, start = divmod(start, 24 * 60)
+    days = tuple(sorted({WEEKDAYS[(WEEKDAYS.index(day) + day_shift) % 7] for day in updates.days},
+                        key=WEEKDAYS.index))
+    return days, f"{start // 60:02d}:{start % 60:02d}", updates.length_minutes
+
+
+def updates_input(cluster: Config, node: Node) -> dict[str, Any]:
+    """What the node's Zincati drop-in needs: staggered so that no two servers reboot together."""
+    updates = cluster.fcos.updates
+    out: dict[str, Any] = {"strategy": updates.strategy, "fleet_lock_url": updates.fleet_lock_url, "window": None}
+    if updates.strategy == "periodic":
+        servers = [n.name for n in cluster.nodes if n.role == "server"]
+        slot = servers.index(node.name) if node.role == "server" else len(servers)
+        days, start, length = update_window(updates, slot)
+        out["window"] = {"days": list(days), "start_time": start, "length_minutes": length}
+    return out
 
 
 # --- parsing: pure functions over the evaluated jsonnet --------------------------------------------
@@ -260,14 +308,15 @@ def parse(raw: object, source: str, *, ssh_keys: tuple[SshKey, ...] = (),
         raise top.error("nodes", "needs at least one node with role 'server' (the first starts the cluster)")
     return Config(source=source, name=name, fcos=parse_fcos(_Fields(source, "fcos", top.get("fcos", dict, {}),
                   FCOS_FIELDS), Path(source).parent), k3s=k3s, install=parse_install(_Fields(
-                  source, "install", top.get("install", dict, {}), ("countdown_seconds",))),
+                  source, "install", top.get("install", dict, {}), ("countdown_seconds", "console"))),
                   nodes=nodes, ssh_keys=ssh_keys)
 
 
-FCOS_FIELDS = ("stream", "architecture", "release", "stream_url", "mirror", "keyring", "fingerprints")
+FCOS_FIELDS = ("stream", "architecture", "release", "stream_url", "mirror", "keyring", "fingerprints", "updates")
+UPDATES_FIELDS = ("strategy", "days", "start_time", "length_minutes", "stagger_minutes", "fleet_lock_url")
 K3S_FIELDS = ("version", "channel", "install_script_url", "install_script_sha256", "server_url", "disable",
               "server_config", "agent_config", "manifests", "join_stagger_seconds")
-NODE_FIELDS = ("name", "role", "iso_name", "disk", "after_install", "network")
+NODE_FIELDS = ("name", "role", "iso_name", "disk", "after_install", "network", "console")
 
 
 def parse_fcos(f: _Fields, config_dir: Path) -> Fcos:
@@ -289,7 +338,37 @@ def parse_fcos(f: _Fields, config_dir: Path) -> Fcos:
         mirror=f.get("mirror", str, None),
         keyring=resolve_local(f.get("keyring", str, FEDORA_KEYRING_URL), config_dir),
         fingerprints=fingerprints or FEDORA_FINGERPRINTS,
+        updates=parse_updates(_Fields(f.source, "fcos.updates", f.get("updates", dict, {}), UPDATES_FIELDS)),
     )
+
+
+def parse_updates(f: _Fields) -> Updates:
+    defaults = Updates()
+    strategy = f.choice("strategy", UPDATE_STRATEGIES, defaults.strategy)
+    days = f.strings("days", lambda day: day in WEEKDAYS, f"a weekday ({', '.join(WEEKDAYS)})")
+    if "days" in f.raw and not days:
+        raise f.error("days", "must list at least one weekday")
+    start_time = f.get("start_time", str, defaults.start_time)
+    if not re.fullmatch(r"([01][0-9]|2[0-3]):[0-5][0-9]", start_time):
+        raise f.error("start_time", f"must be HH:MM (24 h, UTC), got {start_time!r}")
+    length = f.get("length_minutes", int, defaults.length_minutes)
+    if not 1 <= length <= 24 * 60:
+        raise f.error("length_minutes", "must be between 1 and 1440")
+    stagger = f.get("stagger_minutes", int, defaults.stagger_minutes)
+    if stagger < length:
+        raise f.error("stagger_minutes", f"must be at least length_minutes ({length}): two servers' windows "
+                      "would overlap and both could reboot at once")
+    url = f.get("fleet_lock_url", str, None)
+    if url is not None and not url.startswith(("http://", "https://")):
+        raise f.error("fleet_lock_url", f"must be an http:// or https:// URL, got {url!r}")
+    if strategy == "fleet_lock" and url is None:
+        raise f.error("fleet_lock_url", "is required with strategy 'fleet_lock' (the FleetLock server's URL)")
+    return Updates(strategy=strategy, days=days or defaults.days, start_time=start_time, length_minutes=length,
+                   stagger_minutes=stagger, fleet_lock_url=url)
+
+
+def parse_consoles(f: _Fields, name: str) -> tuple[str, ...]:
+    return f.strings(name, lambda value: bool(CONSOLE.match(value)), "a kernel console such as 'ttyS0,115200n8' or 'tty0'")
 
 
 def resolve_local(path_or_url: str, config_dir: Path) -> str:
@@ -333,7 +412,7 @@ def parse_install(f: _Fields) -> Install:
     countdown = f.get("countdown_seconds", int, 10)
     if not 0 <= countdown <= 3600:
         raise f.error("countdown_seconds", "must be between 0 and 3600")
-    return Install(countdown_seconds=countdown)
+    return Install(countdown_seconds=countdown, console=parse_consoles(f, "console"))
 
 
 def parse_nodes(source: str, raw_nodes: list[Any]) -> tuple[Node, ...]:
@@ -365,7 +444,8 @@ def parse_nodes(source: str, raw_nodes: list[Any]) -> tuple[Node, ...]:
             raise f.error("disk", f"{disk} is an NVMe controller; the disk is its namespace, e.g. {disk}n1")
         nodes.append(Node(name=name, role=role, iso_name=iso_name, disk=disk,
                           after_install=f.choice("after_install", AFTER_INSTALL, "reboot"),
-                          network=parse_network(source, f"nodes[{i}].network", f.get("network", dict, None))))
+                          network=parse_network(source, f"nodes[{i}].network", f.get("network", dict, None)),
+                          console=None if f.raw.get("console") is None else parse_consoles(f, "console")))
     return tuple(nodes)
 
 

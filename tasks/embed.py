@@ -35,12 +35,16 @@ def output_iso(iso_name: str) -> Path:
 
 
 @action
-def embed_node(verified_iso: Path, verified_stamp: Path, live_ignition: Path, target: Path, record: Path) -> None:
+def embed_node(verified_iso: Path, verified_stamp: Path, live_ignition: Path, target: Path, record: Path,
+               consoles: tuple[str, ...] = ()) -> None:
     from tasks import iso
 
     base = json.loads(verified_stamp.read_text())["sha256"]
     try:
         patches = iso.ignition_patches(verified_iso, live_ignition.read_bytes(), force=True)
+        # The live system's consoles (the install on a serial console); the installed system's
+        # come from coreos-installer --console.
+        patches += iso.kargs_patches(verified_iso, append=[f"console={console}" for console in consoles])
         with atomic_path(target, mode=0o600) as work, ThreadPoolExecutor(1) as pool:
             # SHA256SUMS needs the output's sha256: hash the source as patched, on the other core,
             # while the ISO is copied or patched.
@@ -101,17 +105,18 @@ def task_embed() -> Iterator[TaskDict]:
     cluster = config.current()
     verified_iso, verified_stamp = verified_paths(cluster)
     rows = [(node.name, node.role, output_iso(node.iso_name)) for node in cluster.nodes]
+    consoles = [cluster.consoles(node) for node in cluster.nodes]
     records = [NodeFiles(node.name).iso_record for node in cluster.nodes]
     yield {"name": None, "doc": "Embed each node's live config into a copy of the verified ISO."}
-    for (name, _, iso), record in zip(rows, records, strict=True):
+    for (name, _, iso), record, node_consoles in zip(rows, records, consoles, strict=True):
         live_ignition = NodeFiles(name).live_ignition
         yield {
             "name": name,
-            "actions": [(embed_node, [verified_iso, verified_stamp, live_ignition, iso, record])],
+            "actions": [(embed_node, [verified_iso, verified_stamp, live_ignition, iso, record, node_consoles])],
             # The stamp names the verified ISO by its sha256, so the ISO itself need not be hashed by doit.
             "file_dep": [os.fspath(verified_stamp), os.fspath(live_ignition)],
             "targets": [os.fspath(iso), os.fspath(record)],
-            "uptodate": [config_changed({"iso_name": iso.stem})],
+            "uptodate": [config_changed({"iso_name": iso.stem, "console": list(node_consoles)})],
             "clean": True,
         }
     yield {

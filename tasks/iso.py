@@ -645,6 +645,16 @@ def modify_kargs(
     apply_patches(Path(iso), patches, output=output, overwrite_output=overwrite_output)
 
 
+def kargs_patches(iso: Path, *, append: Iterable[str]) -> list[tuple[int, bytes]]:
+    """The (offset, bytes) writes that append `append` to the default kargs (for callers that copy,
+    hash or patch themselves); none when there is nothing to append."""
+    append = list(append)
+    if not append:
+        return []
+    layout = _require_kargs(read_live_iso(Path(iso)))
+    return _karg_patches(layout, edit_kargs(layout.default, append=append))
+
+
 def reset_kargs(iso: Path, *, output: Path | None = None, overwrite_output: bool = False) -> None:
     """Write the default kargs back into every area."""
     live = read_live_iso(Path(iso))

@@ -7,6 +7,7 @@ the first holds the token, the second will hold the first once inlined.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from collections.abc import Iterator
@@ -18,6 +19,7 @@ from doit.tools import config_changed
 
 from tasks import config
 from tasks.common import (
+    AGENT_TOKEN_FILE,
     JSONNET_DIR,
     TOKEN_FILE,
     TOKEN_VERSION_FILE,
@@ -52,11 +54,25 @@ def to_butane_yaml(document: object) -> str:
     return text
 
 
-def render_butane(template: Path, cluster: dict[str, Any], node: str, token: str | None = None) -> str:
+def cluster_id(token: str) -> str:
+    """Names this cluster's installs on disk, with its name: the same for every build that uses the
+    same token (laptop or CI), different for another cluster of the same name, and one-way: slow
+    (PBKDF2) so that even a short, user-chosen token cannot be found from the id on a disk."""
+    return hashlib.pbkdf2_hmac("sha256", token.encode(), b"k3s-autoinstall cluster id", 200_000, 16).hex()
+
+
+def node_tokens(role: str, token: str, agent_token: str) -> dict[str, str]:
+    """What a node's config carries: servers both tokens; agents only the agent token, as their token."""
+    if role == "server":
+        return {"token": token, "agent_token": agent_token}
+    return {"token": agent_token, "agent_token": ""}
+
+
+def render_butane(template: Path, cluster: dict[str, Any], node: str, tla_vars: dict[str, str] | None = None) -> str:
     """Evaluate one template for one node; a jsonnet error becomes file:line: message."""
     import _jsonnet
 
-    tla_vars = {} if token is None else {"token": token}
+    tla_vars = tla_vars or {}
     try:
         evaluated = _jsonnet.evaluate_file(
             os.fspath(template), jpathdir=os.fspath(template.parent),
@@ -67,13 +83,23 @@ def render_butane(template: Path, cluster: dict[str, Any], node: str, token: str
 
 
 @action
-def render_node(cluster: dict[str, Any], node: str, token_file: Path, keys_problem: str | None = None) -> None:
+def render_node(cluster: dict[str, Any], node: str, token_files: tuple[Path, Path],
+                keys_problem: str | None = None) -> None:
     if keys_problem:
         raise BuildError(keys_problem)
     files = NodeFiles(node)
-    token = token_file.read_text().strip()
-    write_atomic(files.installed_butane, render_butane(INSTALLED_TEMPLATE, cluster, node, token), mode=0o600)
-    write_atomic(files.live_butane, render_butane(LIVE_TEMPLATE, cluster, node), mode=0o600)
+    token, agent_token = (path.read_text().strip() for path in token_files)
+    installed, live = render_documents(cluster, node, token, agent_token)
+    write_atomic(files.installed_butane, installed, mode=0o600)
+    write_atomic(files.live_butane, live, mode=0o600)
+
+
+def render_documents(cluster: dict[str, Any], node: str, token: str, agent_token: str) -> tuple[str, str]:
+    """The node's two Butane documents: the installed system's (with its tokens) and the live system's."""
+    role = next(n["role"] for n in cluster["nodes"] if n["name"] == node)
+    identity = {"cluster_id": cluster_id(token)}
+    installed = render_butane(INSTALLED_TEMPLATE, cluster, node, {**node_tokens(role, token, agent_token), **identity})
+    return installed, render_butane(LIVE_TEMPLATE, cluster, node, identity)
 
 
 def template_files() -> list[Path]:
@@ -94,7 +120,7 @@ def task_render() -> Iterator[TaskDict]:
         files = NodeFiles(node.name)
         yield {
             "name": node.name,
-            "actions": [(render_node, [inputs, node.name, TOKEN_FILE, cluster.ssh_keys_problem])],
+            "actions": [(render_node, [inputs, node.name, (TOKEN_FILE, AGENT_TOKEN_FILE), cluster.ssh_keys_problem])],
             "file_dep": [os.fspath(p) for p in sorted(set(common_deps))],
             "targets": [os.fspath(files.installed_butane), os.fspath(files.live_butane)],
             "uptodate": [config_changed({"cluster": inputs, "node": node.name,

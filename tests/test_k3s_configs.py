@@ -7,6 +7,7 @@ Debian's ignition-validate and applied (files stage) into a scratch root with th
 from __future__ import annotations
 
 import base64
+import fnmatch
 import functools
 import gzip
 import json
@@ -22,7 +23,7 @@ import yaml
 
 from tasks import config
 from tasks.inline import NESTED_CONFIG_PATH, inline_config
-from tasks.render import render_butane
+from tasks.render import cluster_id, render_butane, render_documents
 from tests.ignition_root import apply_ignition, scratch_dir
 from tests.tools import REPO, require_root, require_tool
 
@@ -30,7 +31,10 @@ EXAMPLE = REPO / "jsonnet" / "examples" / "three-nodes.jsonnet"
 INSTALLED = REPO / "jsonnet" / "k3s-autoinstall.bu.jsonnet"
 LIVE = REPO / "jsonnet" / "coreos-autoinstall.fcc.jsonnet"
 TOKEN = "K10test-token-0123456789abcdef"
+AGENT_TOKEN = "K10agent-only-fedcba9876543210"
+CLUSTER_ID = cluster_id(TOKEN)
 NODES = ("k3s-server-1", "k3s-server-2", "k3s-agent-1")
+SERVERS = NODES[:2]
 
 
 def fake_ssh_key(comment: str) -> config.SshKey:
@@ -54,9 +58,7 @@ def rendered(node: str) -> dict[str, str]:
     """Butane and Ignition text of both configs of one node."""
     import butane
 
-    cluster = cluster_config().template_input()
-    installed_bu = render_butane(INSTALLED, cluster, node, TOKEN)
-    live_bu = render_butane(LIVE, cluster, node)
+    installed_bu, live_bu = render_documents(cluster_config().template_input(), node, TOKEN, AGENT_TOKEN)
     installed_ign, warnings = butane.transpile(installed_bu, strict=True)
     assert not warnings
     inlined = inline_config(live_bu, installed_ign)
@@ -137,8 +139,10 @@ def test_roles_cluster_init_join_and_tls_san() -> None:
     assert agent["node-label"] == ["node-role.example.org/worker=true"]
     for forbidden in ("disable", "write-kubeconfig-mode", "tls-san"):
         assert forbidden not in agent
-    for cfg in (first, second, agent):
-        assert cfg["token"] == TOKEN and cfg["selinux"] is True
+    for cfg in (first, second):
+        assert cfg["token"] == TOKEN and cfg["agent-token"] == AGENT_TOKEN and cfg["selinux"] is True
+    # An agent joins with the agent token only: it cannot make a machine a server.
+    assert agent["token"] == AGENT_TOKEN and "agent-token" not in agent and agent["selinux"] is True
     assert first["node-ip"] == "192.168.1.11" and second["node-ip"] == "192.168.1.12"
     assert "node-ip" not in agent  # DHCP
     for node in NODES:
@@ -157,22 +161,25 @@ def test_installer_environment_per_node() -> None:
     for env in envs.values():
         assert env["K3S_AI_SCRIPT_URL"] == "https://get.k3s.io"
         assert env["K3S_AI_CHANNEL"] == "stable" and env["K3S_AI_VERSION"] == ""
-        assert TOKEN not in "".join(env.values())
+        assert TOKEN not in "".join(env.values()) and AGENT_TOKEN not in "".join(env.values())
 
 
-def test_token_only_in_the_installed_config() -> None:
-    for node in NODES:
-        docs = rendered(node)
-        assert TOKEN not in docs["live_bu"]
-        assert TOKEN in docs["installed_bu"]
+@pytest.mark.parametrize("node", NODES)
+def test_tokens_only_in_the_installed_config_and_agents_never_get_the_server_token(node: str) -> None:
+    docs = rendered(node)
+    if node not in SERVERS:
+        assert not any(TOKEN in text for text in docs.values())
+    for token in (TOKEN, AGENT_TOKEN) if node in SERVERS else (AGENT_TOKEN,):
+        assert token not in docs["live_bu"]
+        assert token in docs["installed_bu"]
         # In the live config only inside the nested file (mode 0600), never in a unit or script.
         live = ignition_files(docs["live_ign"])
-        assert {path for path, (_, text) in live.items() if TOKEN in text} <= {NESTED_CONFIG_PATH}
+        assert {path for path, (_, text) in live.items() if token in text} <= {NESTED_CONFIG_PATH}
         assert live[NESTED_CONFIG_PATH][0] == 0o600
-        assert all(TOKEN not in unit.get("contents", "") for unit in ignition_units(docs["live_ign"]).values())
+        assert all(token not in unit.get("contents", "") for unit in ignition_units(docs["live_ign"]).values())
         installed = ignition_files(docs["installed_ign"])
-        assert [path for path, (_, text) in installed.items() if TOKEN in text] == ["/etc/rancher/k3s/config.yaml"]
-        assert all(TOKEN not in unit.get("contents", "") for unit in ignition_units(docs["installed_ign"]).values())
+        assert [path for path, (_, text) in installed.items() if token in text] == ["/etc/rancher/k3s/config.yaml"]
+        assert all(token not in unit.get("contents", "") for unit in ignition_units(docs["installed_ign"]).values())
 
 
 def test_manifests_only_on_servers_and_names_checked() -> None:
@@ -180,7 +187,7 @@ def test_manifests_only_on_servers_and_names_checked() -> None:
     cluster["k3s"]["manifests"] = {"argocd": "apiVersion: v1\nkind: Namespace\n"}
     import butane
     for node, expected in (("k3s-server-2", True), ("k3s-agent-1", False)):
-        ign, _ = butane.transpile(render_butane(INSTALLED, cluster, node, TOKEN), strict=True)
+        ign, _ = butane.transpile(render_documents(cluster, node, TOKEN, AGENT_TOKEN)[0], strict=True)
         files = ignition_files(ign)
         path = "/var/lib/rancher/k3s/server/manifests/argocd.yaml"
         assert (path in files) is expected
@@ -189,7 +196,7 @@ def test_manifests_only_on_servers_and_names_checked() -> None:
     cluster["k3s"]["manifests"] = {"bad_name": "x: 1\n"}
     from tasks.common import BuildError
     with pytest.raises(BuildError, match="RFC 1123"):
-        render_butane(INSTALLED, cluster, "k3s-server-1", TOKEN)
+        render_documents(cluster, "k3s-server-1", TOKEN, AGENT_TOKEN)
 
 
 def test_version_pin_and_rpm_channel() -> None:
@@ -199,7 +206,7 @@ def test_version_pin_and_rpm_channel() -> None:
            "nodes": [{"name": "solo", "role": "server"}]}
     cluster = config.parse(raw, "x", ssh_keys=(fake_ssh_key("a"),)).template_input()
     import butane
-    ign, _ = butane.transpile(render_butane(INSTALLED, cluster, "solo", TOKEN), strict=True)
+    ign, _ = butane.transpile(render_documents(cluster, "solo", TOKEN, AGENT_TOKEN)[0], strict=True)
     files = ignition_files(ign)
     env = parse_env(files["/etc/k3s-autoinstall/k3s-installer.env"][1])
     assert env["K3S_AI_VERSION"] == "v1.31.4+k3s1" and env["K3S_AI_CHANNEL"] == ""
@@ -218,9 +225,9 @@ def test_live_settings_per_node() -> None:
                               ("k3s-agent-1", "auto", "poweroff")):
         files = ignition_files(rendered(node)["live_ign"])
         env = parse_env(files["/etc/k3s-autoinstall/install.env"][1])
-        assert env == {"K3S_AI_CLUSTER": "homelab", "K3S_AI_NODE": node, "K3S_AI_DISK": disk,
-                       "K3S_AI_AFTER_INSTALL": after, "K3S_AI_COUNTDOWN": "10",
-                       "K3S_AI_IGNITION": NESTED_CONFIG_PATH}
+        assert env == {"K3S_AI_CLUSTER": "homelab", "K3S_AI_CLUSTER_ID": CLUSTER_ID, "K3S_AI_NODE": node,
+                       "K3S_AI_DISK": disk, "K3S_AI_AFTER_INSTALL": after, "K3S_AI_COUNTDOWN": "10",
+                       "K3S_AI_IGNITION": NESTED_CONFIG_PATH, "K3S_AI_CONSOLES": ""}
         assert files["/usr/local/bin/run-coreos-installer"][0] == 0o755
         unit = ignition_units(rendered(node)["live_ign"])["run-coreos-installer.service"]
         assert unit["enabled"] is True
@@ -232,25 +239,35 @@ def test_marker_is_plain_text_in_the_installed_config() -> None:
     /boot/ignition/config.ign (coreos-installer copies the config verbatim)."""
     for node in NODES:
         text = rendered(node)["installed_ign"]
-        assert f"k3s-autoinstall-marker: cluster=homelab node={node}" in text
-        marker = ignition_files(text)["/var/lib/k3s-autoinstall/marker"][1]
-        assert marker == f"k3s-autoinstall-marker: cluster=homelab node={node}\n"
+        line = f"k3s-autoinstall-marker: cluster=homelab id={CLUSTER_ID} node={node}"
+        assert line in text
+        assert ignition_files(text)["/var/lib/k3s-autoinstall/marker"][1] == line + "\n"
+
+
+def test_cluster_id_is_stable_one_way_and_differs_per_token() -> None:
+    assert cluster_id(TOKEN) == CLUSTER_ID and len(CLUSTER_ID) == 32
+    assert cluster_id(TOKEN + "x") != CLUSTER_ID
+    assert TOKEN not in CLUSTER_ID and CLUSTER_ID not in TOKEN
 
 
 def test_unit_ordering_and_retries() -> None:
     units = ignition_units(rendered("k3s-server-1")["installed_ign"])
     prereq = units["run-k3s-prereq-installer.service"]["contents"]
+    # Unattended: never stop retrying (no start limit, no start timeout).
+    forever = ("Restart=on-failure", "StartLimitIntervalSec=0", "TimeoutStartSec=infinity")
     for line in ("Wants=network-online.target", "Before=zincati.service run-k3s-installer.service",
-                 "ConditionPathExists=!/var/lib/k3s-autoinstall/prereq-installed", "Restart=on-failure",
-                 "StartLimitBurst=3", "WantedBy=multi-user.target"):
+                 "ConditionPathExists=!/var/lib/k3s-autoinstall/prereq-installed", *forever,
+                 "WantedBy=multi-user.target"):
         assert line in prereq.splitlines()
     installer = units["run-k3s-installer.service"]["contents"].splitlines()
     for line in ("After=network-online.target run-k3s-prereq-installer.service",
                  "ConditionPathExists=/var/lib/k3s-autoinstall/prereq-installed",
                  "ConditionPathExists=!/var/lib/k3s-autoinstall/k3s-installed",
-                 "EnvironmentFile=/etc/k3s-autoinstall/k3s-installer.env", "Restart=on-failure", "StartLimitBurst=5"):
+                 "EnvironmentFile=/etc/k3s-autoinstall/k3s-installer.env", *forever):
         assert line in installer
-    shutdown = units["k3s-killall-on-shutdown.service"]["contents"]
+    for unit in (prereq.splitlines(), installer):
+        assert not any(line.startswith("StartLimitBurst=") for line in unit)
+    shutdown = units["stop-k3s-at-shutdown.service"]["contents"]
     assert "Before=k3s.service k3s-agent.service" in shutdown and "k3s-killall.sh" in shutdown
     assert all(unit["enabled"] is True for unit in units.values())
 
@@ -280,7 +297,7 @@ def mode(path: Path) -> int:
 def test_installed_config_applied_by_ignition(node: str, scratch: Path) -> None:
     require_root()
     root = apply_ignition(rendered(node)["installed_ign"], scratch)
-    units = ("run-k3s-prereq-installer.service", "run-k3s-installer.service", "k3s-killall-on-shutdown.service")
+    units = ("run-k3s-prereq-installer.service", "run-k3s-installer.service", "stop-k3s-at-shutdown.service")
     preset = (root / "etc/systemd/system-preset/20-ignition.preset").read_text().splitlines()
     for unit in units:
         assert (root / "etc/systemd/system" / unit).is_file()
@@ -290,7 +307,12 @@ def test_installed_config_applied_by_ignition(node: str, scratch: Path) -> None:
     cfg_path = root / "etc/rancher/k3s/config.yaml"
     assert mode(cfg_path) == 0o600
     cfg = yaml.safe_load(cfg_path.read_text())
-    assert cfg["token"] == TOKEN and cfg["selinux"] is True
+    assert cfg["token"] == (TOKEN if node in SERVERS else AGENT_TOKEN) and cfg["selinux"] is True
+    # k3s's own mode for its server directory (Ignition would make it 0755).
+    assert mode(root / "var/lib/rancher/k3s/server") == 0o700 if node in SERVERS \
+        else not (root / "var/lib/rancher/k3s/server").exists()
+    # Zincati held until k3s runs.
+    assert "enabled = false" in (root / "etc/zincati/config.d/99-k3s-autoinstall-hold.toml").read_text()
     assert ("cluster-init" in cfg) is (node == "k3s-server-1")
     assert (root / "etc/hostname").read_text() == f"{node}\n"
     keys = (root / "home/core/.ssh/authorized_keys.d/ignition").read_text()
@@ -309,7 +331,8 @@ def test_installed_config_applied_by_ignition(node: str, scratch: Path) -> None:
     # No secret readable by others: whatever holds the token, and every keyfile, is 0600.
     for path in root.rglob("*"):
         if path.is_file() and not path.is_symlink():
-            if TOKEN.encode() in path.read_bytes() and path.name not in ("config.ign", "cache.json"):
+            data = path.read_bytes()
+            if (TOKEN.encode() in data or AGENT_TOKEN.encode() in data) and path.name not in ("config.ign", "cache.json"):
                 assert mode(path) & 0o077 == 0, path
     for keyfile in keyfiles:
         assert mode(keyfile) == 0o600
@@ -324,6 +347,9 @@ def test_live_config_applied_by_ignition(scratch: Path) -> None:
     assert json.loads(nested.read_text()) == json.loads(docs["installed_ign"])
     assert mode(root / "usr/local/bin/run-coreos-installer") == 0o755
     assert "enable run-coreos-installer.service" in (root / "etc/systemd/system-preset/20-ignition.preset").read_text()
+    # Old volume groups and arrays stay inactive on the live system (appended to the live lvm.conf).
+    assert 'filter = [ "r|.*|" ]' in (root / "etc/lvm/lvm.conf").read_text()
+    assert "AUTO -all" in (root / "etc/mdadm.conf.d/k3s-autoinstall.conf").read_text().splitlines()
 
 
 # --- shellcheck ----------------------------------------------------------------------------------
