@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_k3s_configs import ignition_files, ignition_units, parse_env, rendered
+from tests.test_k3s_configs import CLUSTER_ID, ignition_files, ignition_units, parse_env, rendered
 
 GIB = 1024 ** 3
 STATE = "/var/lib/k3s-autoinstall"
@@ -25,6 +25,11 @@ STATE = "/var/lib/k3s-autoinstall"
 LOGGER = """#!/bin/sh
 name=$(basename "$0")
 { printf '%s' "$name"; for a in "$@"; do printf '\\t%s' "$a"; done; printf '\\n'; } >> "$FAKE_LOG"
+fail_first() {  # fail_first KEY N: true for the first N calls (a network that comes back)
+    f="$FAKE_DIR/failures-$1"; n=$(cat "$f" 2>/dev/null || echo 0)
+    [ "$n" -lt "${2:-0}" ] || return 1
+    echo $((n + 1)) > "$f"
+}
 """
 
 STUBS = {
@@ -32,14 +37,20 @@ STUBS = {
     "udevadm": "exit 0",
     "reboot": "exit 0",
     "blkid": "exit 2",
-    "getent": '[ -z "$FAKE_DNS_DOWN" ] && echo "203.0.113.7 $2"',
-    "rpm-ostree": '[ -n "$FAKE_RPM_OSTREE_FAIL" ] && exit 1; touch "$FAKE_DIR/pending-k3s-selinux"',
+    "getent": 'fail_first dns "$FAKE_DNS_DOWN" && exit 2; echo "203.0.113.7 $2"',
+    "rpm-ostree": 'fail_first rpm "$FAKE_RPM_OSTREE_FAIL" && exit 1; touch "$FAKE_DIR/pending-k3s-selinux"',
+    "selinuxenabled": '[ -z "$FAKE_SELINUX_OFF" ]',
+    "chcon": "exit 0",
+    "restorecon": "exit 0",
+    "dmsetup": "exit 0",
+    "mdadm": "exit 0",
     "rpm": '[ -e "$FAKE_DIR/active-k3s-selinux" ]',
     "systemctl": """case "$1" in
   is-active) [ -z "$FAKE_K3S_DOWN" ] ;;
   --no-block) case "$2" in reboot|poweroff) touch "$FAKE_DIR/$2" ;; esac ;;
 esac""",
-    "coreos-installer": "exit 0",
+    # coreos-installer: takes FAKE_INSTALL_SECONDS, then records that it finished
+    "coreos-installer": '[ -n "$FAKE_INSTALL_SECONDS" ] && /bin/sleep "$FAKE_INSTALL_SECONDS"; echo done >> "$FAKE_DIR/installed"',
     "umount": 'rm -rf "${@: -1}"/* 2>/dev/null; exit 0',
     # mount [-o OPTS] DEV DIR: the files of fake disk DEV, from $FAKE_DIR/fs/<basename of DEV>/
     "mount": """dev=; dir=
@@ -49,9 +60,9 @@ src="$FAKE_DIR/fs/$(basename "$dev")"
 cp -a "$src/." "$dir/\"""",
     # curl: the API probe answers unless FAKE_API_DOWN; a download (-o FILE) writes a fake install.sh
     # that records its environment, unless FAKE_CURL_FAIL (a network failure, exit 6).
-    "curl": """[ -n "$FAKE_CURL_FAIL" ] && exit 6
+    "curl": """fail_first curl "$FAKE_CURL_FAIL" && exit 6
 out=
-for a in "$@"; do case "$a" in */ping) [ -n "$FAKE_API_DOWN" ] && exit 7; exit 0 ;; esac; done
+for a in "$@"; do case "$a" in */ping) fail_first api "$FAKE_API_DOWN" && exit 7; exit 0 ;; esac; done
 while [ $# -gt 0 ]; do case "$1" in -o) out=$2; shift ;; esac; shift; done
 cp "$FAKE_DIR/install.sh" "$out\"""",
 }
@@ -157,6 +168,9 @@ class Installed:
         self.config.parent.mkdir(parents=True)
         self.config.write_text(files["/etc/rancher/k3s/config.yaml"][1])
         self.installer_env = parse_env(files["/etc/k3s-autoinstall/k3s-installer.env"][1])
+        self.updates_hold = tmp / "zincati-hold.toml"
+        self.updates_hold.write_text(files[self.installer_env["K3S_AI_UPDATES_HOLD"]][1])
+        self.installer_env["K3S_AI_UPDATES_HOLD"] = os.fspath(self.updates_hold)
         self.scripts = {name: write_script(node, "installed_ign", f"/usr/local/bin/{name}", tmp)
                         for name in ("run-k3s-prereq-installer", "run-k3s-installer")}
 
@@ -175,7 +189,9 @@ class Installed:
                 (self.m.dir / "pending-k3s-selinux").rename(self.m.dir / "active-k3s-selinux")
         env = {"K3S_AI_STATE_DIR": os.fspath(self.state), "K3S_AI_CONFIG": os.fspath(self.config),
                "K3S_AI_RETRY_SECONDS": "0", **{f"FAKE_{k.upper()}": v for k, v in fake.items()}}
+        env = {**env, **getattr(self, "extra_env", {})}
         results: dict[str, int | None] = {}
+        self.outputs: dict[str, str] = {}
         for name in ("run-k3s-prereq-installer", "run-k3s-installer"):
             if not self.conditions_hold(f"{name}.service"):
                 results[name] = None
@@ -184,6 +200,7 @@ class Installed:
             result = self.m.run(self.scripts[name], {**extra, **env})
             results[name] = result.returncode
             self.output = result.stdout + result.stderr
+            self.outputs[name] = self.output
         return results
 
 
@@ -205,7 +222,8 @@ def test_three_boots(node: str, tmp_path: Path) -> None:
     assert m.calls("rpm-ostree") == []
     role = "agent" if node == "k3s-agent-1" else "server"
     env = dict(line.split("=", 1) for line in (tmp_path / "install-env").read_text().splitlines())
-    assert env == {"INSTALL_K3S_SKIP_SELINUX_RPM": "true", "INSTALL_K3S_EXEC": role, "INSTALL_K3S_CHANNEL": "stable"}
+    assert env == {"INSTALL_K3S_SKIP_SELINUX_RPM": "true", "INSTALL_K3S_SKIP_START": "true",
+                   "INSTALL_K3S_EXEC": role, "INSTALL_K3S_CHANNEL": "stable"}
     downloads = [c for c in m.calls("curl") if not c[-1].endswith("/ping")]
     assert len(downloads) == 1 and downloads[0][-1] == "https://get.k3s.io"
     probes = [c for c in m.calls("curl") if c[-1].endswith("/ping")]
@@ -217,6 +235,18 @@ def test_three_boots(node: str, tmp_path: Path) -> None:
         assert sleeps == ([["sleep", "60"]] if node == "k3s-server-2" else [])  # servers join one at a time
     service = "k3s-agent" if role == "agent" else "k3s"
     assert ["systemctl", "is-active", "--quiet", service] in m.calls("systemctl")
+    # SELinux: installed without starting, the binary labelled as install.sh would, /var/lib/rancher
+    # relabelled now that k3s-selinux is active; only then does k3s start.
+    calls = m.calls()
+    order = [c[0] for c in calls if c[0] in ("install.sh", "chcon", "restorecon")
+             or c[:2] == ["systemctl", "is-active"]]
+    assert order[:4] == ["install.sh", "chcon", "restorecon", "systemctl"], order
+    assert ["chcon", "-u", "system_u", "-r", "object_r", "-t", "container_runtime_exec_t",
+            "/usr/local/bin/k3s"] in calls
+    assert ["restorecon", "-R", "/var/lib/rancher"] in calls
+    # Zincati's hold is lifted once k3s runs, not before.
+    assert not sim.updates_hold.exists()
+    assert ["systemctl", "try-restart", "zincati.service"] in m.calls("systemctl")
     assert ["systemctl", "--no-block", "reboot"] not in m.calls("systemctl")  # no third reboot
     assert (sim.state / "k3s-installed").exists()
     assert "K10" not in sim.output  # the token is never printed
@@ -227,38 +257,56 @@ def test_three_boots(node: str, tmp_path: Path) -> None:
     assert m.calls() == []
 
 
-def test_network_failure_is_retried_and_leaves_no_stamp(tmp_path: Path) -> None:
+def test_network_down_for_long_is_retried_until_it_comes_back(tmp_path: Path) -> None:
+    """Unattended: a node plugged in long before its network still joins. No give-up after N tries,
+    each failure one line, pauses doubling up to a cap."""
     sim = Installed("k3s-server-1", tmp_path)
-    sim.boot()
+    sim.extra_env = {"K3S_AI_RETRY_SECONDS": "5", "K3S_AI_RETRY_MAX_SECONDS": "300"}
+    assert sim.boot(dns_down="40") == {"run-k3s-prereq-installer": 0, "run-k3s-installer": 0}
+    sleeps = [int(c[1]) for c in sim.m.calls("sleep")]
+    assert len(sleeps) == 40 and sleeps[:8] == [5, 10, 20, 40, 80, 160, 300, 300] and max(sleeps) == 300
+    assert sim.outputs["run-k3s-prereq-installer"].count("cannot resolve rpm.rancher.io") == 40
+    assert (sim.state / "prereq-installed").exists()
     sim.m.clear()
-    assert sim.boot(curl_fail="1") == {"run-k3s-prereq-installer": None, "run-k3s-installer": 1}
-    assert len([c for c in sim.m.calls("curl") if not c[-1].endswith("/ping")]) == 5  # bounded retries in the script
-    assert not (sim.state / "k3s-installed").exists()
-    assert sim.m.calls("install.sh") == []
-    unit = sim.units["run-k3s-installer.service"]["contents"]
-    assert "Restart=on-failure" in unit and "StartLimitBurst=5" in unit  # ... and bounded restarts
-    # The network comes back: the restarted unit succeeds.
-    assert sim.boot() == {"run-k3s-prereq-installer": None, "run-k3s-installer": 0}
+    assert sim.boot(curl_fail="12") == {"run-k3s-prereq-installer": None, "run-k3s-installer": 0}
+    assert len([c for c in sim.m.calls("curl") if not c[-1].endswith("/ping")]) == 13
+    assert sim.output.count("download of https://get.k3s.io failed") == 12
     assert (sim.state / "k3s-installed").exists()
 
 
-def test_layering_failure_is_retried_and_leaves_no_stamp(tmp_path: Path) -> None:
+def test_layering_failure_is_retried_until_it_succeeds_and_stamps_only_then(tmp_path: Path) -> None:
     sim = Installed("k3s-agent-1", tmp_path)
-    result = sim.boot(rpm_ostree_fail="1")
-    assert result["run-k3s-prereq-installer"] == 1
-    assert len(sim.m.calls("rpm-ostree")) == 5
-    assert not (sim.state / "prereq-installed").exists()
-    assert ["systemctl", "--no-block", "reboot"] not in sim.m.calls("systemctl")
+    assert sim.boot(rpm_ostree_fail="9")["run-k3s-prereq-installer"] == 0
+    assert len(sim.m.calls("rpm-ostree")) == 10
+    assert sim.outputs["run-k3s-prereq-installer"].count("rpm-ostree install k3s-selinux failed") == 9
+    assert (sim.state / "prereq-installed").exists()
+    reboot_at = [c[:3] for c in sim.m.calls()].index(["systemctl", "--no-block", "reboot"])
+    assert reboot_at > max(i for i, c in enumerate(sim.m.calls()) if c[0] == "rpm-ostree")
+    unit = sim.units["run-k3s-prereq-installer.service"]["contents"]
+    assert "StartLimitIntervalSec=0" in unit and "StartLimitBurst" not in unit
 
 
 def test_joining_node_waits_for_the_first_server(tmp_path: Path) -> None:
     sim = Installed("k3s-agent-1", tmp_path)
     sim.boot()
     sim.m.clear()
-    sim.installer_env["K3S_AI_API_WAIT_TRIES"] = "3"
-    assert sim.boot(api_down="1")["run-k3s-installer"] == 1
-    assert len([c for c in sim.m.calls("curl") if c[-1].endswith("/ping")]) == 3
-    assert sim.m.calls("install.sh") == [] and not (sim.state / "k3s-installed").exists()
+    assert sim.boot(api_down="30")["run-k3s-installer"] == 0
+    probes = [c for c in sim.m.calls("curl") if c[-1].endswith("/ping")]
+    assert len(probes) == 31
+    first_install = [c[0] for c in sim.m.calls()].index("install.sh")
+    assert first_install > max(i for i, c in enumerate(sim.m.calls()) if c[-1].endswith("/ping"))
+
+
+def test_shutdown_unit_survives_k3s_killall(tmp_path: Path) -> None:
+    """What k3s-killall.sh does at shutdown: `systemctl stop` every /etc/systemd/system/k3s*.service.
+    Our ExecStop unit must not be among them (it would wait on its own stop job)."""
+    sim = Installed("k3s-server-1", tmp_path)
+    system = tmp_path / "etc-systemd-system"
+    system.mkdir()
+    for name in ("k3s.service", *sim.units):  # install.sh's unit beside ours
+        (system / name).write_text("")
+    stopped_by_killall = sorted(p.name for p in system.glob("k3s*.service"))
+    assert stopped_by_killall == ["k3s.service"]
 
 
 def test_install_script_sha256_pin(tmp_path: Path) -> None:
@@ -298,7 +346,8 @@ class Live:
         self.script = write_script("k3s-agent-1", "live_ign", "/usr/local/bin/run-coreos-installer", tmp)
         (tmp / "cmdline").write_text(cmdline + "\n")
         (tmp / "k3s-autoinstall.ign").write_text("{}")
-        self.env = {"K3S_AI_CLUSTER": "homelab", "K3S_AI_NODE": "k3s-agent-1", "K3S_AI_DISK": disk_setting,
+        self.env = {"K3S_AI_CLUSTER": "homelab", "K3S_AI_CLUSTER_ID": CLUSTER_ID, "K3S_AI_NODE": "k3s-agent-1",
+                    "K3S_AI_DISK": disk_setting,
                     "K3S_AI_AFTER_INSTALL": after, "K3S_AI_COUNTDOWN": str(countdown),
                     "K3S_AI_IGNITION": os.fspath(tmp / "k3s-autoinstall.ign"),
                     "K3S_AI_CMDLINE": os.fspath(tmp / "cmdline"), "K3S_AI_RUN_DIR": os.fspath(tmp / "run"),
@@ -323,6 +372,7 @@ def test_single_disk_is_chosen_and_installed_offline(tmp_path: Path) -> None:
     assert live.run().returncode == 0, live.result.stdout + live.result.stderr
     assert live.m.calls("coreos-installer") == [
         ["coreos-installer", "install", "--offline", "--ignition-file", live.env["K3S_AI_IGNITION"], "/dev/sda"]]
+    assert "Ctrl-C is ignored until it is done" in live.result.stdout
     assert ["systemctl", "--no-block", "reboot"] in live.m.calls("systemctl")
     assert live.m.calls("sleep") == []  # a blank disk: no countdown
 
@@ -380,12 +430,13 @@ def test_explicit_nvme_controller_refused(tmp_path: Path) -> None:
 def test_marker_present_powers_off_without_install(tmp_path: Path) -> None:
     live = Live(tmp_path, [disk("/dev/sda", parts=FCOS_PARTS)])
     live.filesystem("/dev/sda4", {"ostree/deploy/fedora-coreos/var/lib/k3s-autoinstall/marker":
-                                  "k3s-autoinstall-marker: cluster=homelab node=k3s-agent-1\n"})
+                                  f"k3s-autoinstall-marker: cluster=homelab id={CLUSTER_ID} node=k3s-agent-1\n"})
     assert live.run().returncode == 0
     assert live.installed_to() == []
     assert ["systemctl", "--no-block", "poweroff"] in live.m.calls("systemctl")
     assert "NOT reinstalling" in live.result.stdout and "k3s.reinstall=1" in live.result.stdout
-    assert all("ro" in c[2] for c in live.m.calls("mount"))  # only ever mounted read-only
+    # Only ever mounted read-only without journal replay (a plain ro mount replays a dirty journal).
+    assert live.m.calls("mount") and all(c[1:3] == ["-o", "ro,norecovery"] for c in live.m.calls("mount"))
 
 
 def test_installed_but_never_booted_is_recognized(tmp_path: Path) -> None:
@@ -408,7 +459,7 @@ def test_other_cluster_is_not_a_marker(tmp_path: Path) -> None:
 def test_marker_with_reinstall_karg_installs(tmp_path: Path) -> None:
     live = Live(tmp_path, [disk("/dev/sda", parts=FCOS_PARTS)], cmdline="coreos.liveiso=x k3s.reinstall=1")
     live.filesystem("/dev/sda4", {"ostree/deploy/fedora-coreos/var/lib/k3s-autoinstall/marker":
-                                  "k3s-autoinstall-marker: cluster=homelab node=k3s-agent-1\n"})
+                                  f"k3s-autoinstall-marker: cluster=homelab id={CLUSTER_ID} node=k3s-agent-1\n"})
     assert live.run().returncode == 0, live.result.stdout + live.result.stderr
     assert live.installed_to() == ["/dev/sda"]
     assert "reinstalling because of k3s.reinstall=1" in live.result.stdout
@@ -443,3 +494,99 @@ def test_countdown_zero_installs_at_once(tmp_path: Path) -> None:
     assert live.run().returncode == 0
     assert live.installed_to() == ["/dev/sda"] and live.m.calls("sleep") == []
     assert "WIPED" in live.result.stdout  # no wait, but the console still says what was wiped
+
+
+# --- the live system on a real machine: what the disks hold ------------------------------------
+
+MARKER_PATH = "ostree/deploy/fedora-coreos/var/lib/k3s-autoinstall/marker"
+
+
+@pytest.mark.parametrize(("marker", "ours"), [
+    (f"cluster=homelab id={CLUSTER_ID} node=k3s-agent-1", True),
+    ("cluster=homelab node=k3s-agent-1", True),                     # written before ids: kept, to be safe
+    (f"cluster=homelab-lab id={CLUSTER_ID} node=k3s-agent-1", False),  # not a substring match
+    (f"cluster=home id={CLUSTER_ID} node=k3s-agent-1", False),
+    (f"cluster=homelab id={'0' * 32} node=k3s-agent-1", False),     # same name, another cluster (token)
+])
+def test_marker_fields_match_whole(tmp_path: Path, marker: str, ours: bool) -> None:
+    live = Live(tmp_path, [disk("/dev/sda", parts=FCOS_PARTS)])
+    live.filesystem("/dev/sda4", {MARKER_PATH: f"k3s-autoinstall-marker: {marker}\n"})
+    assert live.run().returncode == 0, live.result.stdout + live.result.stderr
+    assert live.installed_to() == ([] if ours else ["/dev/sda"])
+    if "id=000" in marker:
+        assert "of another cluster named homelab" in live.result.stderr
+
+
+def test_filesystem_that_cannot_be_mounted_safely_counts_as_data(tmp_path: Path) -> None:
+    live = Live(tmp_path, [disk("/dev/sda", parts=FCOS_PARTS)])  # no files: the fake mount fails
+    assert live.run().returncode == 0
+    assert "/dev/sda4 (root) cannot be mounted read-only without replaying its journal" in live.result.stderr
+    assert "WIPED" in live.result.stdout and len(live.m.calls("sleep")) == 3  # reported, and the countdown ran
+    assert all(c[1:3] == ["-o", "ro,norecovery"] for c in live.m.calls("mount"))  # no plain ro fallback
+
+
+def test_another_disk_labelled_boot_stops_before_anything_is_written(tmp_path: Path) -> None:
+    old = [{"name": "/dev/sdb1", "FSTYPE": "ext4", "LABEL": "boot"}, {"name": "/dev/sdb2", "FSTYPE": "xfs"}]
+    live = Live(tmp_path, [disk("/dev/sda"), disk("/dev/sdb", rm="1", parts=old)], disk_setting="/dev/sda")
+    assert live.run().returncode == 1
+    err = live.result.stderr
+    assert "labelled 'boot'" in err and "/dev/sdb1" in err and "Nothing was written" in err
+    assert live.installed_to() == []
+
+
+def test_target_own_boot_label_is_fine(tmp_path: Path) -> None:
+    live = Live(tmp_path, [disk("/dev/sda", parts=FCOS_PARTS)], countdown=0)
+    assert live.run().returncode == 0
+    assert live.installed_to() == ["/dev/sda"]
+
+
+def test_old_lvm_and_raid_on_the_target_are_released_after_the_countdown(tmp_path: Path) -> None:
+    parts = [{"name": "/dev/sda1", "FSTYPE": "LVM2_member"},
+             {"name": "/dev/mapper/vg0-root", "TYPE": "lvm", "FSTYPE": "xfs"},
+             {"name": "/dev/mapper/vg0-swap", "TYPE": "lvm"},
+             {"name": "/dev/sda2", "FSTYPE": "linux_raid_member"},
+             {"name": "/dev/md127", "TYPE": "raid1", "FSTYPE": "ext4"},
+             {"name": "/dev/sda3", "FSTYPE": "linux_raid_member"},
+             {"name": "/dev/md127", "TYPE": "raid1", "FSTYPE": "ext4"}]  # two members: listed twice
+    live = Live(tmp_path, [disk("/dev/sda", parts=parts)])
+    assert live.run().returncode == 0, live.result.stdout + live.result.stderr
+    # Deepest first (lsblk lists parents first), each array once.
+    calls = [c for c in live.m.calls() if c[0] in ("sleep", "dmsetup", "mdadm", "coreos-installer")]
+    assert [c[0] for c in calls] == ["sleep"] * 3 + ["mdadm", "dmsetup", "dmsetup", "coreos-installer"]
+    assert ["mdadm", "--stop", "/dev/md127"] in live.m.calls("mdadm")
+    assert {tuple(c) for c in live.m.calls("dmsetup")} == {("dmsetup", "remove", "--retry", "/dev/mapper/vg0-root"),
+                                                           ("dmsetup", "remove", "--retry", "/dev/mapper/vg0-swap")}
+    out = live.result.stdout
+    assert "released /dev/md127: stopped RAID array" in out and "released /dev/mapper/vg0-root" in out
+
+
+def test_aborted_countdown_releases_nothing(tmp_path: Path) -> None:
+    parts = [{"name": "/dev/sda1", "FSTYPE": "LVM2_member"}, {"name": "/dev/mapper/vg0-root", "TYPE": "lvm"}]
+    live = Live(tmp_path, [disk("/dev/sda", parts=parts)])
+    (tmp_path / "console").write_text("x")
+    assert live.run(K3S_AI_CONSOLE=os.fspath(tmp_path / "console")).returncode == 0
+    assert live.m.calls("dmsetup") == [] and live.installed_to() == []
+
+
+def test_ctrl_c_while_writing_does_not_stop_the_install(tmp_path: Path) -> None:
+    live = Live(tmp_path, [disk("/dev/sda")])
+    proc = subprocess.Popen(["bash", os.fspath(live.script)], env={**live.m.env, **live.env, "FAKE_INSTALL_SECONDS": "2"},
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    deadline = time.monotonic() + 10
+    while not live.m.calls("coreos-installer") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.3)
+    os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C on the console sends: the whole foreground group
+    out, _ = proc.communicate(timeout=20)
+    assert proc.returncode == 0, out
+    assert (tmp_path / "installed").read_text() == "done\n"
+    assert "installed node k3s-agent-1 to /dev/sda" in out
+    assert ["systemctl", "--no-block", "reboot"] in live.m.calls("systemctl")
+
+
+def test_consoles_passed_to_the_installed_system(tmp_path: Path) -> None:
+    live = Live(tmp_path, [disk("/dev/sda")])
+    assert live.run(K3S_AI_CONSOLES="tty0 ttyS1,115200n8").returncode == 0
+    assert live.m.calls("coreos-installer") == [
+        ["coreos-installer", "install", "--offline", "--console", "tty0", "--console", "ttyS1,115200n8",
+         "--ignition-file", live.env["K3S_AI_IGNITION"], "/dev/sda"]]

@@ -42,12 +42,31 @@ def test_defaults_serve_the_common_case() -> None:
     ({"k3s": {"server_url": "http://10.0.0.1:6443"}}, "k3s.server_url: must look like https://HOST:6443"),
     ({"install": {"countdown_seconds": "10"}}, "install.countdown_seconds: must be a number, got a string"),
     ([], "c.jsonnet: (top level): must be an object, got a list"),
+    ({"fcos": {"updates": {"strategy": "fleet_lock"}}}, "fcos.updates.fleet_lock_url: is required with strategy"),
+    ({"fcos": {"updates": {"strategy": "weekly"}}}, "fcos.updates.strategy: must be one of periodic, fleet_lock"),
+    ({"fcos": {"updates": {"days": ["Saturday"]}}}, "fcos.updates.days[0]: must be a weekday"),
+    ({"fcos": {"updates": {"start_time": "3am"}}}, "fcos.updates.start_time: must be HH:MM"),
+    ({"fcos": {"updates": {"length_minutes": 180}}}, "fcos.updates.stagger_minutes: must be at least length_minutes"),
+    ({"install": {"console": ["ttyS0 115200"]}}, "install.console[0]: must be a kernel console"),
+    ({"nodes": [{"name": "a", "role": "server", "console": "ttyS0"}]}, "nodes[0].console: must be a list"),
 ])
 def test_errors_name_the_field(raw: object, message: str) -> None:
     with pytest.raises(ConfigError, match=None) as error:
         parse(raw, "c.jsonnet")
     assert message in str(error.value)
     assert "\n" not in str(error.value)
+
+
+def test_consoles_node_overrides_cluster_default() -> None:
+    cluster = parse({"install": {"console": ["ttyS0,115200n8"]},
+                     "nodes": [{"name": "s1", "role": "server"}, {"name": "a1", "role": "agent", "console": []}]}, "c")
+    assert [cluster.consoles(node) for node in cluster.nodes] == [("ttyS0,115200n8",), ()]
+
+
+def test_update_windows_wrap_past_midnight_into_the_next_day() -> None:
+    updates = config.Updates(days=("Sat", "Sun"), start_time="22:00", stagger_minutes=150)
+    assert config.update_window(updates, 0) == (("Sat", "Sun"), "22:00", 60)
+    assert config.update_window(updates, 1) == (("Mon", "Sun"), "00:30", 60)
 
 
 def test_join_url_prefers_server_url_then_static_address() -> None:

@@ -361,3 +361,94 @@ def test_shellcheck_clean() -> None:
     result = subprocess.run(["shellcheck", "--severity=style", *map(os.fspath, scripts)],
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stdout
+
+
+# --- what a real machine does differently (docs/k3s.md, "On a real machine") --------------------
+
+def every_emitted_config() -> Iterator[tuple[str, str]]:
+    """(what, Ignition JSON) for both configs of every node of the default and the example cluster."""
+    import butane
+
+    for example in (REPO / "jsonnet" / "cluster.jsonnet", EXAMPLE):
+        cluster = cluster_config(example).template_input()
+        for node in cluster["nodes"]:
+            installed_bu, live_bu = render_documents(cluster, node["name"], TOKEN, AGENT_TOKEN)
+            installed, _ = butane.transpile(installed_bu, strict=True)
+            live, _ = butane.transpile(inline_config(live_bu, installed), strict=True)
+            yield f"{example.name}:{node['name']}:installed", installed
+            yield f"{example.name}:{node['name']}:live", live
+
+
+def test_nothing_we_write_matches_k3s_service_glob() -> None:
+    """k3s-killall.sh stops every /etc/systemd/system/k3s*.service: one of ours would wait on its own
+    stop job at every shutdown, and k3s-uninstall.sh would refuse to run."""
+    seen = 0
+    for what, ignition in every_emitted_config():
+        names = [unit["name"] for unit in ignition_units(ignition).values()]
+        names += [unit["name"] + "/" + d["name"] for unit in ignition_units(ignition).values()
+                  for d in unit.get("dropins", [])]
+        names += [Path(path).name for path in ignition_files(ignition)]
+        assert not [name for name in names if fnmatch.fnmatch(name, "k3s*.service")], what
+        seen += len(names)
+    assert seen > 20
+
+
+def zincati(node: str) -> dict[str, str]:
+    files = ignition_files(rendered(node)["installed_ign"])
+    return {Path(path).name: text for path, (_, text) in files.items() if path.startswith("/etc/zincati/")}
+
+
+def test_updates_held_until_k3s_runs_then_staggered_per_server() -> None:
+    import tomllib
+
+    windows = {}
+    for node in NODES:
+        drop_ins = zincati(node)
+        assert tomllib.loads(drop_ins["99-k3s-autoinstall-hold.toml"]) == {"updates": {"enabled": False}}
+        strategy = tomllib.loads(drop_ins["90-k3s-autoinstall-updates.toml"])["updates"]
+        assert strategy["strategy"] == "periodic"
+        (window,) = strategy["periodic"]["window"]
+        windows[node] = (window["start_time"], window["length_minutes"])
+        env = parse_env(ignition_files(rendered(node)["installed_ign"])["/etc/k3s-autoinstall/k3s-installer.env"][1])
+        assert env["K3S_AI_UPDATES_HOLD"] == "/etc/zincati/config.d/99-k3s-autoinstall-hold.toml"
+    # Server k opens k * 120 min after 03:00 (UTC); agents after the last server: never two servers at once.
+    assert windows == {"k3s-server-1": ("03:00", 60), "k3s-server-2": ("05:00", 60), "k3s-agent-1": ("07:00", 60)}
+
+
+@pytest.mark.parametrize(("updates", "expected"), [
+    ({"strategy": "fleet_lock", "fleet_lock_url": "http://fleetlock.example:8080/"},
+     {"strategy": "fleet_lock", "fleet_lock": {"base_url": "http://fleetlock.example:8080/"}}),
+    ({"strategy": "immediate"}, {"strategy": "immediate"}),
+    ({"days": ["Sat"], "start_time": "23:30", "stagger_minutes": 90},
+     {"strategy": "periodic", "periodic": {"window": [{"days": ["Sun"], "start_time": "01:00", "length_minutes": 60}]}}),
+])
+def test_update_strategies(updates: dict, expected: dict) -> None:
+    import tomllib
+
+    import butane
+    raw = {"name": "c", "fcos": {"updates": updates},
+           "nodes": [{"name": "s1", "role": "server"}, {"name": "s2", "role": "server"}]}
+    cluster = config.parse(raw, "x", ssh_keys=(fake_ssh_key("a"),)).template_input()
+    ign, _ = butane.transpile(render_documents(cluster, "s2", TOKEN, AGENT_TOKEN)[0], strict=True)
+    toml = ignition_files(ign)["/etc/zincati/config.d/90-k3s-autoinstall-updates.toml"][1]
+    assert tomllib.loads(toml)["updates"] == expected
+
+
+def test_live_unit_leaves_logins_open_and_owns_the_consoles() -> None:
+    raw = {"name": "c", "install": {"console": ["tty0", "ttyS1,115200n8"]},
+           "nodes": [{"name": "s1", "role": "server"}, {"name": "a1", "role": "agent", "console": ["ttyAMA0"]}]}
+    cluster = config.parse(raw, "x", ssh_keys=(fake_ssh_key("a"),)).template_input()
+    import butane
+    for node, consoles, gettys in (
+            ("s1", "tty0 ttyS1,115200n8", {"getty@tty1.service", "serial-getty@ttyS0.service",
+                                           "serial-getty@ttyS1.service"}),
+            ("a1", "ttyAMA0", {"getty@tty1.service", "serial-getty@ttyS0.service", "serial-getty@ttyAMA0.service"})):
+        installed, live = render_documents(cluster, node, TOKEN, AGENT_TOKEN)
+        ign, _ = butane.transpile(live, strict=True)
+        unit = ignition_units(ign)["run-coreos-installer.service"]["contents"].splitlines()
+        # Only the gettys wait: SSH and other logins stay open during the install.
+        (before,) = [line for line in unit if line.startswith("Before=")]
+        assert set(before.removeprefix("Before=").split()) == gettys
+        assert not [line for line in unit if "systemd-user-sessions" in line or "udev-settle" in line]
+        env = parse_env(ignition_files(ign)["/etc/k3s-autoinstall/install.env"][1])
+        assert env["K3S_AI_CONSOLES"] == consoles
