@@ -368,7 +368,8 @@ def parse_updates(f: _Fields) -> Updates:
 
 
 def parse_consoles(f: _Fields, name: str) -> tuple[str, ...]:
-    return f.strings(name, lambda value: bool(CONSOLE.match(value)), "a kernel console such as 'ttyS0,115200n8' or 'tty0'")
+    return f.strings(name, lambda value: bool(CONSOLE.match(value)),
+                     "a kernel console such as 'ttyS0,115200n8' or 'tty0'")
 
 
 def resolve_local(path_or_url: str, config_dir: Path) -> str:

@@ -65,11 +65,18 @@ def test_configs_read_back_from_each_iso_validate(cluster: Project, node: str, t
         assert result.returncode == 0, f"{node} {name}: {result.stdout}{result.stderr}"
 
 
-def test_one_token_and_each_roles_settings(cluster: Project) -> None:
+def test_tokens_per_role_and_each_roles_settings(cluster: Project) -> None:
     token = (cluster.root / "build" / "secrets" / "k3s-token").read_text()
+    agent_token = (cluster.root / "build" / "secrets" / "k3s-agent-token").read_text()
+    assert token != agent_token
     configs = {node: k3s_config(configs_from_iso(cluster, node)[1]) for node in NODES}
-    assert {config["token"] for config in configs.values()} == {token}
     first, second, agent = (configs[node] for node in NODES)
+    assert first["token"] == second["token"] == token
+    assert first["agent-token"] == second["agent-token"] == agent_token
+    # The agent ISO carries the agent token only: not the server token, anywhere in the ISO.
+    assert agent["token"] == agent_token and "agent-token" not in agent
+    agent_iso = (cluster.root / "build" / "iso" / "k3s-agent-1.iso").read_bytes()
+    assert token.encode() not in agent_iso and "".join(configs_from_iso(cluster, "k3s-agent-1")).find(token) == -1
     assert first["cluster-init"] is True and "server" not in first
     assert "192.168.1.11" in first["tls-san"]
     assert second["server"] == agent["server"] == "https://192.168.1.11:6443"

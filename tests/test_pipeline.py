@@ -138,6 +138,25 @@ def test_k3s_setting_change_does_not_refetch(built: Project, tmp_path: Path) -> 
     assert "render" in steps and "embed" in steps
 
 
+def test_console_goes_into_the_live_kernel_arguments_and_the_installer(built: Project, tmp_path: Path) -> None:
+    from tasks.iso import show_kargs
+
+    project = copy_project(built, tmp_path / "checkout")
+    config = project.root / "jsonnet" / "cluster.jsonnet"
+    cluster = json.loads(config.read_text())
+    cluster.setdefault("install", {})["console"] = ["tty0", "ttyS0,115200n8"]
+    config.write_text(json.dumps(cluster, indent=2))
+    run = project.doit()
+    assert run.returncode == 0, run.stdout + run.stderr
+    iso = project.root / "build" / "iso" / "node1.iso"
+    kargs = show_kargs(iso)
+    assert kargs.endswith(" console=tty0 console=ttyS0,115200n8"), kargs
+    assert show_kargs(iso, default=True) in kargs  # appended to the defaults, which stay
+    env = file_contents(embedded_live_config(iso), "/etc/k3s-autoinstall/install.env").decode()
+    assert "K3S_AI_CONSOLES='tty0 ttyS0,115200n8'" in env
+    subprocess.run(["sha256sum", "--check", "--quiet", "SHA256SUMS"], cwd=iso.parent, check=True)
+
+
 def test_moved_checkout_is_up_to_date(built: Project, tmp_path: Path) -> None:
     project = copy_project(built, tmp_path / "elsewhere" / "checkout")
     for path in [project.root / "dodo.py", *(project.root / "jsonnet").rglob("*"), *(project.root / "keys").glob("*")]:

@@ -92,13 +92,14 @@ def test_token_only_from_secrets(workflow: dict[str, Any]) -> None:
     text = WORKFLOW.read_text()
     expressions = re.findall(r"\$\{\{([^}]*)\}\}", text)
     token_expressions = [e.strip() for e in expressions if "TOKEN" in e.upper()]
-    assert token_expressions == ["secrets.K3S_TOKEN"], token_expressions
+    assert token_expressions == ["secrets.K3S_TOKEN", "secrets.K3S_AGENT_TOKEN"], token_expressions
     for job in workflow["jobs"].values():
         for step in job["steps"]:
             env = step.get("env", {})
-            if "K3S_TOKEN" in env:
-                assert env["K3S_TOKEN"] == "${{ secrets.K3S_TOKEN }}"
             script = step.get("run", "")
             assert "secrets." not in script, "secrets go through env, never into script text"
-            for use in re.findall(r".*\$\{?K3S_TOKEN.*", script):
-                assert re.search(r'\[ -z "\$K3S_TOKEN" \]', use), f"token used beyond an emptiness test: {use}"
+            for name in ("K3S_TOKEN", "K3S_AGENT_TOKEN"):
+                if name in env:
+                    assert env[name] == f"${{{{ secrets.{name} }}}}"
+                for use in re.findall(rf".*\$\{{?{name}.*", script):
+                    assert re.search(rf'\[ -z "\${name}" \]', use), f"token used beyond an emptiness test: {use}"
