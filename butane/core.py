@@ -22,6 +22,8 @@ SUPPORTED_VERSIONS = {
     "1.4.0": "3.3.0",
     "1.5.0": "3.4.0",
     "1.6.0": "3.5.0",
+    "1.7.0": "3.6.0",
+    "1.8.0-experimental": "3.7.0-experimental",
 }
 SOURCE_INVALID = "source config is invalid"
 GENERATED_INVALID = "config generated was invalid"
@@ -47,7 +49,11 @@ def _select_version(root: Node | None) -> tuple[str, int]:
     if not _SEMVER.match(version):
         raise ButaneError("error parsing version; must be a valid semver")
     if variant != "fcos" or version not in SUPPORTED_VERSIONS:
-        raise ButaneError(f"No translator exists for variant {variant} with version {version}")
+        supported = ", ".join(SUPPORTED_VERSIONS)
+        raise ButaneError(
+            f"No translator exists for variant {variant} with version {version}"
+            f" (this butane supports variant fcos with version {supported})"
+        )
     return SUPPORTED_VERSIONS[version], int(version.split(".")[1])
 
 

@@ -145,8 +145,17 @@ _STRUCTS: dict[str, list[_FieldSpec]] = {
         ("options", "[str]"),
         ("spares", "int"),
     ],
-    "Tree": [("local", "str"), ("path", "str")],
-    "Systemd": [("units", "[Unit]")],
+    "Tree": [
+        ("group", "NodeGroup", 8),
+        ("local", "str"),
+        ("path", "str"),
+        ("user", "NodeUser", 8),
+        ("file_mode", "int", 8),
+        ("dir_mode", "int", 8),
+    ],
+    "Systemd": [("units", "[Unit]"), ("quadlets", "[Quadlet]", 8)],
+    # 1.8.0-experimental: podman quadlets, written as files under /etc/containers/systemd
+    "Quadlet": [("contents", "str"), ("contents_local", "str"), ("name", "str"), ("rootful", "bool")],
     "Unit": [
         ("contents", "str"),
         ("contents_local", "str", 5),
@@ -199,12 +208,13 @@ BUTANE_ONLY = {
     "ssh_authorized_keys_local",
     "with_mount_unit",
     "trees",
+    "quadlets",
     "boot_device",
     "grub",
 }
 
 # Go package that holds the base schema of each fcos minor version (for messages).
-BASE_PACKAGE = {0: "v0_1", 1: "v0_2", 2: "v0_3", 3: "v0_3", 4: "v0_4", 5: "v0_5", 6: "v0_6"}
+BASE_PACKAGE = {0: "v0_1", 1: "v0_2", 2: "v0_3", 3: "v0_3", 4: "v0_4", 5: "v0_5", 6: "v0_6", 7: "v0_7", 8: "v0_8_exp"}
 
 _CACHE: dict[int, dict[str, dict[str, str]]] = {}
 
