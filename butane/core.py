@@ -89,13 +89,13 @@ def _load(text: str | bytes) -> Node | None:
 
 def _apply_fcos_sugar(config: dict[str, Any], minor: int, ignition: Obj, report: Report) -> Obj:
     """boot_device and grub configs are merged in as parents of the user's config."""
-    from .fcos import boot_device_config, grub_config, partition_number_warnings
+    from .fcos import boot_device_config, grub_config, partition_warnings
 
     boot = boot_device_config(config, minor) if minor >= 3 else None
     if boot is not None:
         ignition = merge_configs(boot, ignition)
     if minor >= 6:
-        partition_number_warnings(ignition, report)
+        partition_warnings(ignition, report)
     grub = grub_config(config) if minor >= 5 else None
     if grub is not None:
         ignition = merge_configs(grub, ignition)

@@ -53,6 +53,14 @@ class _Decoder:
         message = f"cannot unmarshal {shown} into {self._go_type(typ)}"
         return ButaneError(f"error at {path_text(path)}, line {node.line} col {node.col}: {message}")
 
+    def _context_mismatch(self, path: Path) -> None:
+        self.report.add(
+            "warning",
+            None,
+            f"context tree does not match content tree at {path_text(path)}. Line and column "
+            "reporting may be inconsistent. Unused keys may not be reported.",
+        )
+
     # ---- decoding
     def decode(self, node: Node, typ: str, path: Path) -> Any:
         """Return the decoded value, or ABSENT for null."""
@@ -60,13 +68,11 @@ class _Decoder:
         if node.is_null:
             if typ in self.schema and node.plain:
                 # vcontext's tree has a map here but the document has none
-                self.report.add(
-                    "warning",
-                    None,
-                    f"context tree does not match content tree at {path_text(path)}. Line and column "
-                    "reporting may be inconsistent. Unused keys may not be reported.",
-                )
+                self._context_mismatch(path)
             return ABSENT
+        if node.alias and typ in self.schema:
+            # decoded like the anchored mapping, but Butane's position tree stops at the alias
+            self._context_mismatch(path)
         if typ.startswith("["):
             return self._decode_list(node, typ, path)
         if typ in self.schema:
@@ -112,8 +118,8 @@ class _Decoder:
         for index, item in enumerate(node.items):
             value = self.decode(item, inner, path + (index,))
             if value is ABSENT:
-                # a null element decodes to the zero value of the element type
-                value = {} if inner in self.schema else ("" if inner == "str" else 0 if inner == "int" else False)
+                # Butane drops null elements (a null mapping also warns, in decode())
+                continue
             out.append(value)
         return out
 

@@ -21,6 +21,13 @@ ERR_REUSE_BY_LABEL = (
     "(/dev/disk/by-id/coreos-boot-disk) or when wipe_table is true"
 )
 ERR_WRONG_PARTITION_NUMBER = "incorrect partition number; a new partition will be created using reserved label"
+ERR_MIRROR_NEEDS_LAYOUT = "boot_device.layout should be specified when boot_device.mirror is specified"
+ERR_ROOT_CONSTRAINED = (
+    "root partition cannot expand; it is set to fill available space but is followed by an auto-positioned partition"
+)
+# Butane's wording for this warning could not be read from its source; the check itself is Butane's.
+ERR_ROOT_TOO_SMALL = "root partition should be at least 8 GiB (size_mib 8192) to leave room for OS updates"
+ROOT_MIN_MIB = 8192
 _RESERVED_LABEL_NUMBERS = {"BIOS-BOOT": 1, "PowerPC-PReP-boot": 1, "EFI-SYSTEM": 2, "boot": 3, "root": 4}
 
 
@@ -67,8 +74,11 @@ def validate_fcos(config: dict[str, Any], minor: int, report: Report) -> None:
             report.error(("grub", "users", index, "password_hash"), 'field "password_hash" is required')
     if minor >= 6:
         storage = config.get("storage", {})
+        # boot_device.mirror rewrites those disks' tables, so labels there are not reused
+        mirrored = set(boot.get("mirror", {}).get("devices", []))
         for index, disk in enumerate(storage.get("disks", [])):
-            if disk.get("device") != BOOT_DISK and disk.get("wipe_table") is not True:
+            device = disk.get("device")
+            if device != BOOT_DISK and device not in mirrored and disk.get("wipe_table") is not True:
                 for p_index, part in enumerate(disk.get("partitions", [])):
                     if not part.get("number") and "label" in part:
                         report.warn(("storage", "disks", index, "partitions", p_index, "number"), ERR_REUSE_BY_LABEL)
@@ -77,6 +87,11 @@ def validate_fcos(config: dict[str, Any], minor: int, report: Report) -> None:
             if path is not None and fs.get("with_mount_unit") is True and not re.match(r"^/(etc|var)(/|$)", path):
                 report.error(("storage", "filesystems", index, "path"),
                              "path must be under /etc or /var if with_mount_unit is true")
+    if minor >= 3 and boot.get("mirror", {}).get("devices") and not boot.get("layout"):
+        # without a layout Butane renders x86_64 partitions, wrong on other architectures:
+        # an error from fcos 1.7.0, a warning in the older (stable) specs
+        kind = "error" if minor >= 7 else "warning"
+        report.add(kind, ("boot_device", "mirror"), ERR_MIRROR_NEEDS_LAYOUT)
 
 
 def _obj(here: Path, **fields: Any) -> Obj:
@@ -208,12 +223,24 @@ def grub_config(config: dict[str, Any]) -> Obj | None:
     return _obj(here, storage=storage)
 
 
-def partition_number_warnings(ignition: Obj, report: Report) -> None:
-    """Warn about reserved partition labels on the wrong partition number (fcos 1.6)."""
+def partition_warnings(ignition: Obj, report: Report) -> None:
+    """fcos 1.6.0+ checks on the partitions after boot_device is merged in: a root partition
+    smaller than 8 GiB or unable to grow, reserved labels on the wrong partition number."""
     for disk in (ignition.get("storage") or {}).get("disks", []):
-        if disk.get("wipeTable") is True:
-            continue
-        for part in disk.get("partitions", []):
+        partitions = disk.get("partitions", [])
+        for index, part in enumerate(partitions):
             label = part.get("label")
+            if label is None:
+                continue
+            if label == "root":
+                size = part.get("sizeMiB")
+                if not size:
+                    # "fill the free space" is cut short by any later auto-placed partition
+                    if any(not later.get("startMiB") for later in partitions[index + 1 :]):
+                        report.warn(part.origin("label"), ERR_ROOT_CONSTRAINED)
+                elif size < ROOT_MIN_MIB:
+                    report.warn(part.origin("sizeMiB"), ERR_ROOT_TOO_SMALL)
+            if disk.get("wipeTable") is True:
+                continue
             if label in _RESERVED_LABEL_NUMBERS and part.get("number", 0) != _RESERVED_LABEL_NUMBERS[label]:
                 report.warn(part.origin("label"), ERR_WRONG_PARTITION_NUMBER)

@@ -1,4 +1,4 @@
-"""Butane fcos schemas (1.0.0 - 1.6.0) as data.
+"""Butane fcos schemas (1.0.0 - 1.7.0, 1.8.0-experimental) as data.
 
 Each struct is a list of fields ``(yaml_key, type, since, until)`` where ``type`` is
 ``str``/``int``/``bool``, ``[T]`` for a list or a struct name, and ``since``/``until``
@@ -145,14 +145,7 @@ _STRUCTS: dict[str, list[_FieldSpec]] = {
         ("options", "[str]"),
         ("spares", "int"),
     ],
-    "Tree": [
-        ("group", "NodeGroup", 8),
-        ("local", "str"),
-        ("path", "str"),
-        ("user", "NodeUser", 8),
-        ("file_mode", "int", 8),
-        ("dir_mode", "int", 8),
-    ],
+    "Tree": [("local", "str"), ("path", "str")],
     "Systemd": [("units", "[Unit]"), ("quadlets", "[Quadlet]", 8)],
     # 1.8.0-experimental: podman quadlets, written as files under /etc/containers/systemd
     "Quadlet": [("contents", "str"), ("contents_local", "str"), ("name", "str"), ("rootful", "bool")],

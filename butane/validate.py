@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import posixpath
 import re
 from typing import Any
@@ -14,6 +15,9 @@ from .translate import Obj
 
 ERR_TOO_MANY_SOURCES = "only one of the following can be set: inline, local, source"
 ERR_TOO_MANY_UNIT_SOURCES = "only one of the following can be set: contents, contents_local"
+WARN_SPECIAL_BITS_BEFORE_3_6 = (
+    "setuid/setgid/sticky bits are not supported or functional in spec versions older than 3.6.0"
+)
 WARN_DECIMAL_MODE = (
     "unreasonable mode would be reasonable if specified in octal; remember to add a leading zero"
 )
@@ -212,8 +216,12 @@ class _Checker:
         mode = node.get("mode")
         if mode is not None and not 0 <= mode <= 0o7777:
             self.error(node, "mode", "illegal file mode")
-        elif mode is not None and mode & 0o7000 and self.minor <= 4:
-            self.warn(node, "mode", "setuid/setgid/sticky bits are not supported in spec versions older than 3.4.0")
+        elif mode is not None and mode & 0o7000:
+            if self.minor <= 4:
+                self.warn(node, "mode", "setuid/setgid/sticky bits are not supported in spec versions older than 3.4.0")
+            if self.minor <= 6:
+                # Butane v0.29.0: Ignition honours these bits only from spec 3.6.0 (fcos 1.7.0)
+                self.warn(node, "mode", WARN_SPECIAL_BITS_BEFORE_3_6)
 
     def storage(self, storage: Obj) -> None:
         seen: dict[str, bool] = {}
@@ -266,6 +274,8 @@ class _Checker:
                 if not custom.get("config"):
                     self.error(custom, "config", "missing required custom clevis config")
             clevis = luks.get("clevis") or {}
+            for tang in clevis.get("tang", []):
+                self.tang(tang)
             if clevis.get("custom") and (clevis.get("tpm2") is True or clevis.get("tang") or
                                          clevis.get("threshold", 0) > 0):
                 self.error(clevis, "custom", "cannot use custom clevis config with tpm2, tang, or threshold")
@@ -277,6 +287,24 @@ class _Checker:
                 self.error(raid, "level", "unrecognized raid level")
             if raid.get("spares", 0) > 0 and level in ("linear", "raid0", "0", "stripe"):
                 self.error(raid, "spares", "spares unsupported for linear and raid0 arrays")
+
+    def tang(self, tang: Obj) -> None:
+        url = tang.get("url", "")
+        try:
+            scheme = urlsplit(url).scheme
+        except ValueError:
+            self.error(tang, "url", "unable to parse url")
+        else:
+            if scheme not in ("http", "https"):
+                self.error(tang, "url", "invalid url scheme")
+        if not tang.get("thumbprint"):
+            self.error(tang, "thumbprint", "thumbprint is required")
+        advertisement = tang.get("advertisement")
+        if advertisement:
+            try:
+                json.loads(advertisement)
+            except ValueError:
+                self.error(tang, "advertisement", "advertisement is not valid JSON")
 
     def paths_through_links(self, storage: Obj) -> None:
         """A file, directory or link may not live below a path that is itself a link."""

@@ -153,7 +153,11 @@ BOOT_DEVICE_CASES = [
 @pytest.mark.parametrize(("body", "storage"), BOOT_DEVICE_CASES)
 def test_boot_device_table(body: str, storage: dict) -> None:
     out, warns = run(header("1.6.0") + body)
-    assert warns == []
+    # Butane v0.29.0: a mirror without layout warns in the stable specs (an error from 1.7.0)
+    mirror_without_layout = "mirror:" in body and "layout:" not in body
+    assert [w.split(": ", 1)[1] for w in warns] == (
+        ["boot_device.layout should be specified when boot_device.mirror is specified"]
+        if mirror_without_layout else [])
     assert out == {"ignition": {"version": "3.5.0"}, "storage": storage}
 
 
