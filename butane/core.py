@@ -115,7 +115,7 @@ def transpile(
     report = Report(Locations())
     config = decode_config(root, minor, report)
 
-    validate_source(config, report)
+    validate_source(config, report, minor, target)
     from .fcos import validate_fcos
 
     validate_fcos(config, minor, report)

@@ -18,6 +18,8 @@ ERR_TOO_MANY_UNIT_SOURCES = "only one of the following can be set: contents, con
 WARN_SPECIAL_BITS_BEFORE_3_6 = (
     "setuid/setgid/sticky bits are not supported or functional in spec versions older than 3.6.0"
 )
+# Butane's wording for this warning (ErrUnkownIgnitionVersion) could not be read; the check is Butane's.
+WARN_OTHER_IGNITION_VERSION = "inline Ignition config's version is not the target version"
 WARN_DECIMAL_MODE = (
     "unreasonable mode would be reasonable if specified in octal; remember to add a leading zero"
 )
@@ -70,13 +72,43 @@ def _resource_sources(resource: dict[str, Any], path: Path, report: Report) -> N
         report.error(path + (present[-1],), ERR_TOO_MANY_SOURCES)
 
 
-def validate_source(config: dict[str, Any], report: Report) -> None:
+def _inline_ignition_config(resource: dict[str, Any], path: Path, target: str, report: Report) -> None:
+    """fcos 1.7.0+: an inline merge/replace config must parse as Ignition JSON (base/v0_7+).
+
+    Butane reads it with the target spec's types; one of another spec version is only warned
+    about, not validated further. Ignition's own checks on its contents are not repeated here.
+    """
+    text = resource.get("inline")
+    if text is None or len([key for key in ("local", "inline", "source") if key in resource]) > 1:
+        return
+    if not text.strip():
+        report.error(path + ("inline",), "not a config (empty)")
+        return
+    try:
+        parsed = json.loads(text)
+    except json.JSONDecodeError as exc:
+        report.error(path + ("inline",), f"config is not valid: {exc.msg} (line {exc.lineno} col {exc.colno})")
+        return
+    version = parsed.get("ignition", {}).get("version") if isinstance(parsed, dict) else None
+    if not isinstance(parsed, dict) or not isinstance(parsed.get("ignition", {}), dict):
+        report.error(path + ("inline",), "config is not valid")
+    elif not isinstance(version, str) or not re.fullmatch(r"\d+\.\d+\.\d+(-[0-9A-Za-z.-]+)?", version):
+        report.error(path + ("inline",), "invalid config version (couldn't parse)")
+    elif version != target:
+        report.warn(path + ("version",), f"{WARN_OTHER_IGNITION_VERSION} {target}; it is not validated")
+
+
+def validate_source(config: dict[str, Any], report: Report, minor: int = 0, target: str = "") -> None:
     ignition = config.get("ignition", {})
     cfg = ignition.get("config", {})
     for index, res in enumerate(cfg.get("merge", [])):
         _resource_sources(res, ("ignition", "config", "merge", index), report)
+        if minor >= 7:
+            _inline_ignition_config(res, ("ignition", "config", "merge", index), target, report)
     if "replace" in cfg:
         _resource_sources(cfg["replace"], ("ignition", "config", "replace"), report)
+        if minor >= 7:
+            _inline_ignition_config(cfg["replace"], ("ignition", "config", "replace"), target, report)
     for index, res in enumerate(ignition.get("security", {}).get("tls", {}).get("certificate_authorities", [])):
         _resource_sources(res, ("ignition", "security", "tls", "certificate_authorities", index), report)
     storage = config.get("storage", {})
