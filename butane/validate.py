@@ -20,6 +20,11 @@ WARN_SPECIAL_BITS_BEFORE_3_6 = (
 )
 # Butane's wording for this warning (ErrUnkownIgnitionVersion) could not be read; the check is Butane's.
 WARN_OTHER_IGNITION_VERSION = "inline Ignition config's version is not the target version"
+# Butane's wording of these two quadlet errors could not be read; the checks are Butane's.
+ERR_QUADLET_EXTENSION = (
+    "invalid quadlet extension; must be one of .container, .volume, .network, .kube, .image, .build, .pod, .artifact"
+)
+ERR_QUADLET_TEMPLATE_CONTENTS = "a quadlet template instance is a link to its template and cannot have contents"
 WARN_DECIMAL_MODE = (
     "unreasonable mode would be reasonable if specified in octal; remember to add a leading zero"
 )
@@ -98,6 +103,23 @@ def _inline_ignition_config(resource: dict[str, Any], path: Path, target: str, r
         report.warn(path + ("version",), f"{WARN_OTHER_IGNITION_VERSION} {target}; it is not validated")
 
 
+def _quadlet(quadlet: dict[str, Any], path: Path, report: Report) -> None:
+    """fcos 1.8.0-experimental quadlets: a podman-systemd extension; a template instance
+    (``web@8080.container``) becomes a link to its template, so it takes no contents."""
+    from .translate import QUADLET_EXTENSIONS, quadlet_template
+
+    name = quadlet.get("name", "")
+    if not name.endswith(QUADLET_EXTENSIONS):
+        report.error(path + ("name",), ERR_QUADLET_EXTENSION)
+        return
+    if quadlet_template(name) is not None:
+        for key in ("contents", "contents_local"):
+            if key in quadlet:
+                report.error(path + (key,), ERR_QUADLET_TEMPLATE_CONTENTS)
+    elif "contents" in quadlet and "contents_local" in quadlet:
+        report.error(path + ("contents_local",), ERR_TOO_MANY_UNIT_SOURCES)
+
+
 def validate_source(config: dict[str, Any], report: Report, minor: int = 0, target: str = "") -> None:
     ignition = config.get("ignition", {})
     cfg = ignition.get("config", {})
@@ -136,6 +158,8 @@ def validate_source(config: dict[str, Any], report: Report, minor: int = 0, targ
     for index, tree in enumerate(storage.get("trees", [])):
         if not tree.get("local"):
             report.error(("storage", "trees", index), "local is required")
+    for index, quadlet in enumerate(config.get("systemd", {}).get("quadlets", [])):
+        _quadlet(quadlet, ("systemd", "quadlets", index), report)
     for index, unit in enumerate(config.get("systemd", {}).get("units", [])):
         base = ("systemd", "units", index)
         if "contents" in unit and "contents_local" in unit:
