@@ -94,8 +94,8 @@ def _apply_fcos_sugar(config: dict[str, Any], minor: int, ignition: Obj, report:
     boot = boot_device_config(config, minor) if minor >= 3 else None
     if boot is not None:
         ignition = merge_configs(boot, ignition)
-    if minor >= 6:
-        partition_warnings(ignition, report)
+    if minor >= 3:
+        partition_warnings(ignition, report, root_checks=minor >= 6)
     grub = grub_config(config) if minor >= 5 else None
     if grub is not None:
         ignition = merge_configs(grub, ignition)

@@ -223,16 +223,17 @@ def grub_config(config: dict[str, Any]) -> Obj | None:
     return _obj(here, storage=storage)
 
 
-def partition_warnings(ignition: Obj, report: Report) -> None:
-    """fcos 1.6.0+ checks on the partitions after boot_device is merged in: a root partition
-    smaller than 8 GiB or unable to grow, reserved labels on the wrong partition number."""
+def partition_warnings(ignition: Obj, report: Report, root_checks: bool) -> None:
+    """Checks on the partitions after boot_device is merged in: reserved labels on the wrong
+    partition number (fcos 1.3.0+), and with ``root_checks`` (1.6.0+) a root partition smaller
+    than 8 GiB or unable to grow."""
     for disk in (ignition.get("storage") or {}).get("disks", []):
         partitions = disk.get("partitions", [])
         for index, part in enumerate(partitions):
             label = part.get("label")
             if label is None:
                 continue
-            if label == "root":
+            if label == "root" and root_checks:
                 size = part.get("sizeMiB")
                 if not size:
                     # "fill the free space" is cut short by any later auto-placed partition
