@@ -175,7 +175,8 @@ def boot_device_config(config: dict[str, Any], minor: int) -> Obj | None:
                 tangs = []
                 for t_index, tang in enumerate(luks["tang"]):
                     t_here = here + ("tang", t_index)
-                    obj = _obj(t_here, url=tang.get("url", ""))
+                    obj = Obj(t_here)
+                    obj.put("url", tang.get("url", ""), t_here + ("url",))
                     for key in ("thumbprint", "advertisement"):
                         if key in tang:
                             obj.put(key, tang[key], t_here + (key,))
