@@ -1058,14 +1058,15 @@ def test_zz_outputs_validate_with_ignition_validate(tmp_path: Path) -> None:
     """Runs last (name order): validate every config produced above.
 
     Debian's ignition-validate (Ignition 2.14) reads specs up to 3.3.0 only, so the
-    3.4.0 / 3.5.0 outputs (fcos 1.5.0 / 1.6.0) cannot be checked with it.
+    3.4.0 - 3.7.0-experimental outputs (fcos 1.5.0 - 1.8.0-experimental) cannot be checked
+    with it; those are compared to expected JSON (tests/test_butane_docs.py and the tables).
     """
     require_tool("ignition-validate")
     bu(CORE_CONFIG)  # so the test also checks something when run on its own
     bu(IGNITION_SECTION)
     checked = 0
     for index, (version, output) in enumerate(PRODUCED):
-        if tuple(int(x) for x in version.split(".")) > (3, 3, 0):
+        if tuple(int(x) for x in version.split("-")[0].split(".")) > (3, 3, 0):
             continue
         path = tmp_path / f"c{index}.ign"
         path.write_text(output)
