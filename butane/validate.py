@@ -272,12 +272,10 @@ class _Checker:
         mode = node.get("mode")
         if mode is not None and not 0 <= mode <= 0o7777:
             self.error(node, "mode", "illegal file mode")
-        elif mode is not None and mode & 0o7000:
-            if self.minor <= 4:
-                self.warn(node, "mode", "setuid/setgid/sticky bits are not supported in spec versions older than 3.4.0")
-            if self.minor <= 6:
-                # Butane v0.29.0: Ignition honours these bits only from spec 3.6.0 (fcos 1.7.0)
-                self.warn(node, "mode", WARN_SPECIAL_BITS_BEFORE_3_6)
+        elif mode is not None and mode & 0o7000 and self.minor <= 6:
+            # Ignition as vendored by Butane v0.29.0 applies these bits only from spec 3.6.0
+            # (fcos 1.7.0); its older text said 3.4.0 and warned for specs before that only
+            self.warn(node, "mode", WARN_SPECIAL_BITS_BEFORE_3_6)
 
     def storage(self, storage: Obj) -> None:
         seen: dict[str, bool] = {}
