@@ -541,8 +541,25 @@ def parse_unit(contents: str) -> list[tuple[str | None, str]] | str:
     return options
 
 
+def _paths_taken_by_units(config: Obj, report: Report) -> None:
+    """Ignition: a file, directory or link may not be where a unit or dropin with contents goes."""
+    unit_paths: set[str] = set()
+    for unit in (config.get("systemd") or {}).get("units", []):
+        if unit.get("contents"):
+            unit_paths.add(f"/etc/systemd/system/{unit.get('name', '')}")
+        for dropin in unit.get("dropins", []):
+            if dropin.get("contents"):
+                unit_paths.add(f"/etc/systemd/system/{unit.get('name', '')}.d/{dropin.get('name', '')}")
+    for kind in ("files", "directories", "links"):
+        for node in (config.get("storage") or {}).get(kind, []):
+            if node.get("path") in unit_paths:
+                report.error(node.origin("path") if isinstance(node, Obj) else (),
+                             "path conflicts with systemd unit or dropin")
+
+
 def validate_generated(config: Obj, minor: int, report: Report) -> None:
     checker = _Checker(minor, report)
+    _paths_taken_by_units(config, report)
     checker.ignition(config.get("ignition") or Obj())
     if config.get("kernelArguments"):
         checker.kernel_arguments(config["kernelArguments"])

@@ -924,7 +924,7 @@ def test_ignition_section() -> None:
     assert "insecure plaintext HTTP proxy" in warnings_of(IGNITION_SECTION.replace("https://proxy", "http://proxy"))[0]
 
 
-def test_special_mode_bits_warn_before_ignition_3_4() -> None:
+def test_special_mode_bits_warn_before_ignition_3_6() -> None:
     text = "variant: fcos\nversion: 1.4.0\nstorage:\n  directories:\n    - path: /scratch\n      mode: 01777\n"
     new_warning = ("warning at $.storage.directories.0.mode, line 6 col 13: "
                    "setuid/setgid/sticky bits are not supported or functional in spec versions older than 3.6.0")

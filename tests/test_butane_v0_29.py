@@ -211,3 +211,24 @@ def test_gzip_still_chosen_for_compressible_data() -> None:
     assert compression == "gzip" and url.startswith("data:;base64,H4sI")
     # a user-set compression is kept and never recompressed
     assert make_data_url(data, "gzip")[1] is None
+
+
+def test_file_where_a_unit_goes_is_an_error() -> None:
+    # Ignition's Config.Validate (every 3.x spec): the unit's contents would be written there too
+    error = failure("""\
+        variant: fcos
+        version: 1.7.0
+        storage:
+          files:
+            - path: /etc/systemd/system/a.service.d/x.conf
+            - path: /etc/systemd/system/b.service
+        systemd:
+          units:
+            - name: a.service
+              dropins:
+                - name: x.conf
+                  contents: "[Unit]\\n"
+            - name: b.service
+              enabled: false
+    """)
+    assert error.entries == ["error at $.storage.files.0.path, line 5 col 13: path conflicts with systemd unit or dropin"]
