@@ -231,4 +231,5 @@ def test_file_where_a_unit_goes_is_an_error() -> None:
             - name: b.service
               enabled: false
     """)
-    assert error.entries == ["error at $.storage.files.0.path, line 5 col 13: path conflicts with systemd unit or dropin"]
+    assert error.entries == [
+        "error at $.storage.files.0.path, line 5 col 13: path conflicts with systemd unit or dropin"]
