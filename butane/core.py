@@ -115,9 +115,10 @@ def transpile(
     report = Report(Locations())
     config = decode_config(root, minor, report)
 
-    validate_source(config, report, minor, target)
-    from .fcos import validate_fcos
+    from .fcos import validate_fcos, validate_fcos_storage
 
+    validate_fcos_storage(config, minor, report)
+    validate_source(config, report, minor, target)
     validate_fcos(config, minor, report)
     report.raise_if_fatal(SOURCE_INVALID)
 

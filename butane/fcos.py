@@ -35,43 +35,9 @@ def _layouts(minor: int) -> tuple[str, ...]:
     return ("aarch64", "ppc64le", *S390X_LAYOUTS, "x86_64") if minor >= 6 else ("aarch64", "ppc64le", "x86_64")
 
 
-def validate_fcos(config: dict[str, Any], minor: int, report: Report) -> None:
-    """fcos-specific source checks (config/fcos/v1_*/validate.go)."""
+def validate_fcos_storage(config: dict[str, Any], minor: int, report: Report) -> None:
+    """fcos Config.Validate (1.6.0+): Butane runs it before the base schema's checks."""
     boot = config.get("boot_device", {})
-    layout = boot.get("layout")
-    if layout is not None:
-        layouts = _layouts(minor)
-        if layout not in layouts:
-            report.error(("boot_device", "layout"), "layout must be one of: " + ", ".join(layouts))
-        device = boot.get("luks", {}).get("device")
-        if layout == "s390x-eckd":
-            if not device:
-                report.error(("boot_device", layout), "device is required for layouts: s390x-eckd, s390x-zfcp")
-            elif not re.search(r"/dev/dasd[a-z]$", device):
-                report.error(("boot_device", layout), "device name must start with /dev/dasd on s390x-eckd layout "
-                             "or /dev/sd on s390x-zfcp layout")
-        if layout == "s390x-zfcp":
-            if not device:
-                report.error(("boot_device", layout), "device is required for layouts: s390x-eckd, s390x-zfcp")
-            elif not re.search(r"/dev/sd[a-z]$", device):
-                report.error(("boot_device", layout), "device name must start with /dev/dasd on s390x-eckd layout "
-                             "or /dev/sd on s390x-zfcp layout")
-        if layout in S390X_LAYOUTS and boot.get("mirror", {}).get("devices"):
-            report.error(("boot_device", layout),
-                         "mirroring not supported on layouts: s390x-eckd, s390x-zfcp, s390x-virt")
-    if len(boot.get("mirror", {}).get("devices", [])) == 1:
-        report.error(("boot_device", "mirror", "devices"), "mirroring requires at least two devices")
-    luks = boot.get("luks", {})
-    if luks.get("cex", {}).get("enabled") is True:
-        if layout not in S390X_LAYOUTS:
-            report.error(("boot_device", "layout"), "when using cex the targeted architecture must match s390x")
-        if luks.get("tang") or luks.get("tpm2") is True:
-            report.error(("boot_device", "luks"), "cex is not currently supported on the target platform")
-    for index, user in enumerate(config.get("grub", {}).get("users", [])):
-        if not user.get("name"):
-            report.error(("grub", "users", index, "name"), 'field "name" is required')
-        if not user.get("password_hash"):
-            report.error(("grub", "users", index, "password_hash"), 'field "password_hash" is required')
     if minor >= 6:
         storage = config.get("storage", {})
         # boot_device.mirror rewrites those disks' tables, so labels there are not reused
@@ -87,11 +53,52 @@ def validate_fcos(config: dict[str, Any], minor: int, report: Report) -> None:
             if path is not None and fs.get("with_mount_unit") is True and not re.match(r"^/(etc|var)(/|$)", path):
                 report.error(("storage", "filesystems", index, "path"),
                              "path must be under /etc or /var if with_mount_unit is true")
+
+
+def validate_fcos(config: dict[str, Any], minor: int, report: Report) -> None:
+    """fcos boot_device and grub checks (config/fcos/v1_*/validate.go), after the base checks."""
+    boot = config.get("boot_device", {})
+    layout = boot.get("layout")
+    if layout is not None:
+        layouts = _layouts(minor)
+        if layout not in layouts:
+            report.error(("boot_device", "layout"), "layout must be one of: " + ", ".join(layouts))
+        device = boot.get("luks", {}).get("device")
+        if layout == "s390x-eckd":
+            if not device:
+                report.error(("boot_device", "layout"), "device is required for layouts: s390x-eckd, s390x-zfcp")
+            elif not re.search(r"/dev/dasd[a-z]$", device):
+                report.error(("boot_device", "layout"), "device name must start with /dev/dasd on s390x-eckd layout "
+                             "or /dev/sd on s390x-zfcp layout")
+        if layout == "s390x-zfcp":
+            if not device:
+                report.error(("boot_device", "layout"), "device is required for layouts: s390x-eckd, s390x-zfcp")
+            elif not re.search(r"/dev/sd[a-z]$", device):
+                report.error(("boot_device", "layout"), "device name must start with /dev/dasd on s390x-eckd layout "
+                             "or /dev/sd on s390x-zfcp layout")
+        if layout in S390X_LAYOUTS and boot.get("mirror", {}).get("devices"):
+            report.error(("boot_device", "layout"),
+                         "mirroring not supported on layouts: s390x-eckd, s390x-zfcp, s390x-virt")
+    luks = boot.get("luks", {})
+    if luks.get("cex", {}).get("enabled") is True:
+        if layout is None:
+            report.error(("boot_device", "luks", "cex"), "when using cex the targeted architecture must match s390x")
+        elif layout not in S390X_LAYOUTS:
+            report.error(("boot_device", "layout"), "when using cex the targeted architecture must match s390x")
+        if luks.get("tang") or luks.get("tpm2") is True:
+            report.error(("boot_device", "luks"), "cex is not currently supported on the target platform")
+    if len(boot.get("mirror", {}).get("devices", [])) == 1:
+        report.error(("boot_device", "mirror", "devices"), "mirroring requires at least two devices")
     if minor >= 3 and boot.get("mirror", {}).get("devices") and not boot.get("layout"):
         # without a layout Butane renders x86_64 partitions, wrong on other architectures:
         # an error from fcos 1.7.0, a warning in the older (stable) specs
         kind = "error" if minor >= 7 else "warning"
         report.add(kind, ("boot_device", "mirror"), ERR_MIRROR_NEEDS_LAYOUT)
+    for index, user in enumerate(config.get("grub", {}).get("users", [])):
+        if not user.get("name"):
+            report.error(("grub", "users", index, "name"), 'field "name" is required')
+        if not user.get("password_hash"):
+            report.error(("grub", "users", index, "password_hash"), 'field "password_hash" is required')
 
 
 def _obj(here: Path, **fields: Any) -> Obj:

@@ -18,8 +18,7 @@ ERR_TOO_MANY_UNIT_SOURCES = "only one of the following can be set: contents, con
 WARN_SPECIAL_BITS_BEFORE_3_6 = (
     "setuid/setgid/sticky bits are not supported or functional in spec versions older than 3.6.0"
 )
-# Butane's wording for this warning (ErrUnkownIgnitionVersion) could not be read; the check is Butane's.
-WARN_OTHER_IGNITION_VERSION = "inline Ignition config's version is not the target version"
+WARN_OTHER_IGNITION_VERSION = "skipping validation for the merge/replace ignition config due to an unkown version"
 # Butane's wording of these two quadlet errors could not be read; the checks are Butane's.
 ERR_QUADLET_EXTENSION = (
     "invalid quadlet extension; must be one of .container, .volume, .network, .kube, .image, .build, .pod, .artifact"
@@ -100,7 +99,7 @@ def _inline_ignition_config(resource: dict[str, Any], path: Path, target: str, r
     elif not isinstance(version, str) or not re.fullmatch(r"\d+\.\d+\.\d+(-[0-9A-Za-z.-]+)?", version):
         report.error(path + ("inline",), "invalid config version (couldn't parse)")
     elif version != target:
-        report.warn(path + ("version",), f"{WARN_OTHER_IGNITION_VERSION} {target}; it is not validated")
+        report.warn(path + ("version",), WARN_OTHER_IGNITION_VERSION)
 
 
 def _quadlet(quadlet: dict[str, Any], path: Path, report: Report) -> None:

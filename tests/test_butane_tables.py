@@ -224,12 +224,15 @@ def test_boot_device_mirror_merges_with_user_disk_partitions() -> None:
 
 @pytest.mark.parametrize(("body", "message", "where"), [
     ("boot_device:\n  layout: s390x-eckd\n  luks:\n    tpm2: true\n",
-     "device is required for layouts: s390x-eckd, s390x-zfcp", "$.boot_device.s390x-eckd"),
+     "device is required for layouts: s390x-eckd, s390x-zfcp", "$.boot_device.layout"),
     ("boot_device:\n  layout: s390x-eckd\n  mirror:\n    devices: [/dev/dasda, /dev/dasdb]\n",
-     "mirroring not supported on layouts: s390x-eckd, s390x-zfcp, s390x-virt", "$.boot_device.s390x-eckd"),
+     "mirroring not supported on layouts: s390x-eckd, s390x-zfcp, s390x-virt", "$.boot_device.layout"),
+    # fcos validate.go: without a layout the error is at luks.cex, with a non-s390x one at layout
     ("boot_device:\n  luks:\n    tpm2: true\n    cex:\n      enabled: true\n",
-     "when using cex the targeted architecture must match s390x", "$.boot_device.layout"),
+     "when using cex the targeted architecture must match s390x", "$.boot_device.luks.cex"),
     ("boot_device:\n  luks:\n    cex:\n      enabled: true\n",
+     "when using cex the targeted architecture must match s390x", "$.boot_device.luks.cex"),
+    ("boot_device:\n  layout: x86_64\n  luks:\n    cex:\n      enabled: true\n",
      "when using cex the targeted architecture must match s390x", "$.boot_device.layout"),
     ("boot_device:\n  mirror:\n    devices: [/dev/vda]\n",
      "mirroring requires at least two devices", "$.boot_device.mirror.devices"),
