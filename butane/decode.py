@@ -1,7 +1,7 @@
 """Decode a YAML node tree into plain dicts following the versioned Butane schema.
 
 Mirrors yaml.v3 decoding into Go structs: the target type picks the scalar reading,
-type mismatches are hard errors, unknown keys become ``Unused key`` warnings, and
+type mismatches are hard errors, unknown keys become ``unused key`` warnings, and
 only keys actually present (non-null) end up in the result, so "explicitly false"
 stays distinguishable from "absent".
 """
@@ -150,14 +150,14 @@ class _Decoder:
             if key.is_merge_key:
                 self.locs.keys[path + ("<<",)] = (key.line, key.col)
                 self.locs.values.setdefault(path + ("<<",), (key.line, key.col))
-                self.report.warn(path + ("<<",), "Unused key <<")
+                self.report.warn(path + ("<<",), "unused key <<")
         for key, value, from_merge in self._merged_pairs(node):
             name = key.value if key.kind == "scalar" else ""
             child = path + (name,)
             if name not in fields:
                 if not from_merge:
                     self.locs.values.setdefault(child, (key.line, key.col))
-                    self.report.add("warning", child, f"Unused key {name}", (key.line, key.col))
+                    self.report.add("warning", child, f"unused key {name}", (key.line, key.col))
                 continue
             self.locs.keys[child] = (key.line, key.col)
             decoded = self.decode(value, fields[name], child)

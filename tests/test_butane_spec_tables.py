@@ -223,7 +223,7 @@ def test_grub_table_per_spec(version: str) -> None:
 
 def test_grub_is_unused_before_1_5() -> None:
     _, warns = run(header("1.4.0") + "grub:\n  users:\n    - name: root\n      password_hash: x\n")
-    assert messages(warns) == [("$.grub", "Unused key grub")]
+    assert messages(warns) == [("$.grub", "unused key grub")]
 
 
 # base/v0_8_exp quadlets (fcos 1.8.0-experimental)
@@ -276,5 +276,5 @@ def test_quadlet_path_taken_by_a_file_is_an_error() -> None:
 
 def test_quadlets_are_unused_in_1_7() -> None:
     out, warns = run(header("1.7.0") + "systemd:\n  quadlets:\n    - name: a.container\n      contents: x\n")
-    assert messages(warns) == [("$.systemd.quadlets", "Unused key quadlets")]
+    assert messages(warns) == [("$.systemd.quadlets", "unused key quadlets")]
     assert out == {"ignition": {"version": "3.6.0"}}

@@ -464,7 +464,7 @@ def test_contents_local_is_unused_before_1_5(files_dir: Path) -> None:
     out, warns = run(header("1.4.0") + "systemd:\n  units:\n    - name: u.service\n      contents_local: u.service\n",
                      files_dir=str(files_dir))
     assert out["systemd"] == {"units": [{"name": "u.service"}]}
-    assert warns == ["warning at $.systemd.units.0.contents_local, line 6 col 7: Unused key contents_local"]
+    assert warns == ["warning at $.systemd.units.0.contents_local, line 6 col 7: unused key contents_local"]
 
 
 def test_ignition_config_and_ca_from_local_and_inline(files_dir: Path) -> None:
@@ -652,7 +652,7 @@ def test_duplicate_entries_table(body: str, where: str) -> None:
 def test_unused_keys_table(body: str, where: str, key: str) -> None:
     version = "1.3.0" if key in ("kernel_arguments",) else "1.4.0"
     _, warns = run(header(version) + body)
-    assert any(w.startswith(f"warning at {where},") and w.endswith(f"Unused key {key}") for w in warns), warns
+    assert any(w.startswith(f"warning at {where},") and w.endswith(f"unused key {key}") for w in warns), warns
 
 
 def test_kernel_arguments_and_users_full() -> None:

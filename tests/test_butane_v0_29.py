@@ -125,7 +125,7 @@ def test_alias_of_a_scalar_and_merge_keys_do_not_warn_about_context() -> None:
             - path: *etc
     """)
     assert out["storage"]["files"] == [{"path": "/etc/hostname"}]
-    assert [w.split(": ", 1)[1] for w in warns] == ["Unused key x-paths"]
+    assert [w.split(": ", 1)[1] for w in warns] == ["unused key x-paths"]
 
 
 # ---------------------------------------------------------------- Ignition checks on the output
