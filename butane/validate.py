@@ -397,23 +397,39 @@ class _Checker:
         self.keyed_unique(storage.get("filesystems", []), "device")
 
     def disks(self, storage: Obj) -> None:
+        """Ignition's Disk.Validate (disk-level checks), then each partition's own checks."""
         for disk in storage.get("disks", []):
-            if not disk.get("device"):
+            device = disk.get("device")
+            if not device:
                 self.error(disk, "device", "disk device is required")
-            numbers: set[int] = set()
-            labels: set[str] = set()
-            for part in disk.get("partitions", []):
-                self.partition(part)
+                continue
+            if not device.startswith("/"):
+                self.error(disk, "device", "path not absolute")
+            parts: list[Obj] = disk.get("partitions", [])
+            first_of: dict[int, int] = {}
+            for index, part in enumerate(parts):
                 number = part.get("number", 0)
-                if number:
-                    if number in numbers:
-                        self.error(part, "number", "partition numbers collide")
-                    numbers.add(number)
+                if number and number in first_of:
+                    self.error(part, None, "partition numbers collide")
+                    break
+                first_of.setdefault(number, index)
+            overlapping = _overlapping_partition(parts)
+            if overlapping is not None:
+                self.error(parts[overlapping], None, "partitions overlap")
+            if any(part.get("shouldExist") is False for part in parts) and any(
+                    not part.get("number") for part in parts):
+                self.report.error(disk.origin("partitions"),
+                                  "shouldExist is false for a partition and other partition(s) has start or size 0")
+            labels: set[str] = set()
+            for part in parts:
                 label = part.get("label")
-                if label:
-                    if label in labels:
-                        self.error(part, "label", "cannot use the same partition label twice")
+                if label is not None and label in labels:
+                    self.error(part, None, "cannot use the same partition label twice")
+                    break
+                if label is not None:
                     labels.add(label)
+            for part in parts:
+                self.partition(part)
         self.keyed_unique(storage.get("disks", []), "device")
 
     def partition(self, part: Obj) -> None:
@@ -509,6 +525,25 @@ class _Checker:
                 self.error(proxy, key, "proxies must be http(s)")
         if proxy.get("httpsProxy", "").startswith("http://"):
             self.warn(proxy, "httpsProxy", "insecure plaintext HTTP proxy specified for HTTPS resources")
+
+
+def _overlapping_partition(parts: list[Obj]) -> int | None:
+    """Index of a partition that an explicitly placed and sized one overlaps (Ignition's check)."""
+
+    def end(part: Obj) -> int:
+        start, size = int(part["startMiB"]), int(part["sizeMiB"])
+        return start if size == 0 else start + size - 1
+
+    placed = [(i, p) for i, p in enumerate(parts) if p.get("startMiB") and p.get("sizeMiB") is not None]
+    for _, one in placed:
+        for index, other in placed:
+            if one is other or one == other:
+                continue
+            start = int(one["startMiB"])
+            if (other["startMiB"] <= start <= end(other) or other["startMiB"] <= end(one) <= end(other)
+                    or (start < other["startMiB"] and end(one) > end(other))):
+                return index
+    return None
 
 
 def parse_unit(contents: str) -> list[tuple[str | None, str]] | str:

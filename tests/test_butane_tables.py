@@ -565,9 +565,19 @@ def test_luks_clevis_and_options_table() -> None:
     ("raid:\n    - name: md0\n      level: raid7\n      devices: [/dev/a]", "unrecognized raid level",
      "$.storage.raid.0.level"),
     ("disks:\n    - device: /dev/vda\n      partitions:\n        - number: 1\n        - number: 1",
-     "partition numbers collide", "$.storage.disks.0.partitions.1.number"),
+     "partition numbers collide", "$.storage.disks.0.partitions.1"),
     ("disks:\n    - device: /dev/vda\n      partitions:\n        - label: a\n        - label: a",
-     "cannot use the same partition label twice", "$.storage.disks.0.partitions.1.label"),
+     "cannot use the same partition label twice", "$.storage.disks.0.partitions.1"),
+    # Ignition's Disk.Validate: at the partition placed over another, and at the list
+    ("disks:\n    - device: /dev/vda\n      partitions:\n        - number: 1\n          start_mib: 10\n"
+     "          size_mib: 10\n        - number: 2\n          start_mib: 15\n          size_mib: 10",
+     "partitions overlap", "$.storage.disks.0.partitions.1"),
+    ("disks:\n    - device: /dev/vda\n      partitions:\n        - number: 1\n          should_exist: false\n"
+     "        - label: z",
+     "shouldExist is false for a partition and other partition(s) has start or size 0",
+     "$.storage.disks.0.partitions"),
+    ("disks:\n    - device: vda\n      partitions:\n        - number: 1", "path not absolute",
+     "$.storage.disks.0.device"),
     ("disks:\n    - device: /dev/vda\n      partitions:\n        - size_mib: 5",
      "a partition number >= 1 or a label must be specified", "$.storage.disks.0.partitions.0"),
     ("filesystems:\n    - device: /dev/vdb\n      format: ext9", "invalid filesystem format",
