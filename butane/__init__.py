@@ -1,4 +1,4 @@
-"""Pure-Python Butane (fcos variant, 1.0.0-1.6.0) to Ignition transpiler.
+"""Pure-Python Butane (fcos variant, 1.0.0-1.7.0 and 1.8.0-experimental) to Ignition transpiler.
 
 ``transpile(text)`` returns ``(ignition_json, warnings)`` or raises :class:`ButaneError`.
 """

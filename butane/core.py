@@ -22,6 +22,8 @@ SUPPORTED_VERSIONS = {
     "1.4.0": "3.3.0",
     "1.5.0": "3.4.0",
     "1.6.0": "3.5.0",
+    "1.7.0": "3.6.0",
+    "1.8.0-experimental": "3.7.0-experimental",
 }
 SOURCE_INVALID = "source config is invalid"
 GENERATED_INVALID = "config generated was invalid"
@@ -47,7 +49,11 @@ def _select_version(root: Node | None) -> tuple[str, int]:
     if not _SEMVER.match(version):
         raise ButaneError("error parsing version; must be a valid semver")
     if variant != "fcos" or version not in SUPPORTED_VERSIONS:
-        raise ButaneError(f"No translator exists for variant {variant} with version {version}")
+        supported = ", ".join(SUPPORTED_VERSIONS)
+        raise ButaneError(
+            f"No translator exists for variant {variant} with version {version}"
+            f" (this butane supports variant fcos with version {supported})"
+        )
     return SUPPORTED_VERSIONS[version], int(version.split(".")[1])
 
 
@@ -83,13 +89,13 @@ def _load(text: str | bytes) -> Node | None:
 
 def _apply_fcos_sugar(config: dict[str, Any], minor: int, ignition: Obj, report: Report) -> Obj:
     """boot_device and grub configs are merged in as parents of the user's config."""
-    from .fcos import boot_device_config, grub_config, partition_number_warnings
+    from .fcos import boot_device_config, grub_config, partition_warnings
 
     boot = boot_device_config(config, minor) if minor >= 3 else None
     if boot is not None:
         ignition = merge_configs(boot, ignition)
-    if minor >= 6:
-        partition_number_warnings(ignition, report)
+    if minor >= 3:
+        partition_warnings(ignition, report, root_checks=minor >= 6)
     grub = grub_config(config) if minor >= 5 else None
     if grub is not None:
         ignition = merge_configs(grub, ignition)
@@ -109,9 +115,10 @@ def transpile(
     report = Report(Locations())
     config = decode_config(root, minor, report)
 
-    validate_source(config, report)
-    from .fcos import validate_fcos
+    from .fcos import validate_fcos, validate_fcos_storage
 
+    validate_fcos_storage(config, minor, report)
+    validate_source(config, report, minor, target)
     validate_fcos(config, minor, report)
     report.raise_if_fatal(SOURCE_INVALID)
 

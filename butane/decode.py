@@ -1,7 +1,7 @@
 """Decode a YAML node tree into plain dicts following the versioned Butane schema.
 
 Mirrors yaml.v3 decoding into Go structs: the target type picks the scalar reading,
-type mismatches are hard errors, unknown keys become ``Unused key`` warnings, and
+type mismatches are hard errors, unknown keys become ``unused key`` warnings, and
 only keys actually present (non-null) end up in the result, so "explicitly false"
 stays distinguishable from "absent".
 """
@@ -53,6 +53,14 @@ class _Decoder:
         message = f"cannot unmarshal {shown} into {self._go_type(typ)}"
         return ButaneError(f"error at {path_text(path)}, line {node.line} col {node.col}: {message}")
 
+    def _context_mismatch(self, path: Path) -> None:
+        self.report.add(
+            "warning",
+            None,
+            f"context tree does not match content tree at {path_text(path)}. Line and column "
+            "reporting may be inconsistent. Unused keys may not be reported.",
+        )
+
     # ---- decoding
     def decode(self, node: Node, typ: str, path: Path) -> Any:
         """Return the decoded value, or ABSENT for null."""
@@ -60,13 +68,11 @@ class _Decoder:
         if node.is_null:
             if typ in self.schema and node.plain:
                 # vcontext's tree has a map here but the document has none
-                self.report.add(
-                    "warning",
-                    None,
-                    f"context tree does not match content tree at {path_text(path)}. Line and column "
-                    "reporting may be inconsistent. Unused keys may not be reported.",
-                )
+                self._context_mismatch(path)
             return ABSENT
+        if node.alias and typ in self.schema:
+            # decoded like the anchored mapping, but Butane's position tree stops at the alias
+            self._context_mismatch(path)
         if typ.startswith("["):
             return self._decode_list(node, typ, path)
         if typ in self.schema:
@@ -112,8 +118,8 @@ class _Decoder:
         for index, item in enumerate(node.items):
             value = self.decode(item, inner, path + (index,))
             if value is ABSENT:
-                # a null element decodes to the zero value of the element type
-                value = {} if inner in self.schema else ("" if inner == "str" else 0 if inner == "int" else False)
+                # Butane drops null elements (a null mapping also warns, in decode())
+                continue
             out.append(value)
         return out
 
@@ -144,14 +150,14 @@ class _Decoder:
             if key.is_merge_key:
                 self.locs.keys[path + ("<<",)] = (key.line, key.col)
                 self.locs.values.setdefault(path + ("<<",), (key.line, key.col))
-                self.report.warn(path + ("<<",), "Unused key <<")
+                self.report.warn(path + ("<<",), "unused key <<")
         for key, value, from_merge in self._merged_pairs(node):
             name = key.value if key.kind == "scalar" else ""
             child = path + (name,)
             if name not in fields:
                 if not from_merge:
                     self.locs.values.setdefault(child, (key.line, key.col))
-                    self.report.add("warning", child, f"Unused key {name}", (key.line, key.col))
+                    self.report.add("warning", child, f"unused key {name}", (key.line, key.col))
                 continue
             self.locs.keys[child] = (key.line, key.col)
             decoded = self.decode(value, fields[name], child)

@@ -21,6 +21,13 @@ ERR_REUSE_BY_LABEL = (
     "(/dev/disk/by-id/coreos-boot-disk) or when wipe_table is true"
 )
 ERR_WRONG_PARTITION_NUMBER = "incorrect partition number; a new partition will be created using reserved label"
+ERR_MIRROR_NEEDS_LAYOUT = "boot_device.layout should be specified when boot_device.mirror is specified"
+ERR_ROOT_CONSTRAINED = (
+    "root partition cannot expand; it is set to fill available space but is followed by an auto-positioned partition"
+)
+# Butane's wording for this warning could not be read from its source; the check itself is Butane's.
+ERR_ROOT_TOO_SMALL = "root partition should be at least 8 GiB (size_mib 8192) to leave room for OS updates"
+ROOT_MIN_MIB = 8192
 _RESERVED_LABEL_NUMBERS = {"BIOS-BOOT": 1, "PowerPC-PReP-boot": 1, "EFI-SYSTEM": 2, "boot": 3, "root": 4}
 
 
@@ -28,8 +35,28 @@ def _layouts(minor: int) -> tuple[str, ...]:
     return ("aarch64", "ppc64le", *S390X_LAYOUTS, "x86_64") if minor >= 6 else ("aarch64", "ppc64le", "x86_64")
 
 
+def validate_fcos_storage(config: dict[str, Any], minor: int, report: Report) -> None:
+    """fcos Config.Validate (1.6.0+): Butane runs it before the base schema's checks."""
+    boot = config.get("boot_device", {})
+    if minor >= 6:
+        storage = config.get("storage", {})
+        # boot_device.mirror rewrites those disks' tables, so labels there are not reused
+        mirrored = set(boot.get("mirror", {}).get("devices", []))
+        for index, disk in enumerate(storage.get("disks", [])):
+            device = disk.get("device")
+            if device != BOOT_DISK and device not in mirrored and disk.get("wipe_table") is not True:
+                for p_index, part in enumerate(disk.get("partitions", [])):
+                    if not part.get("number") and "label" in part:
+                        report.warn(("storage", "disks", index, "partitions", p_index, "number"), ERR_REUSE_BY_LABEL)
+        for index, fs in enumerate(storage.get("filesystems", [])):
+            path = fs.get("path")
+            if path is not None and fs.get("with_mount_unit") is True and not re.match(r"^/(etc|var)(/|$)", path):
+                report.error(("storage", "filesystems", index, "path"),
+                             "path must be under /etc or /var if with_mount_unit is true")
+
+
 def validate_fcos(config: dict[str, Any], minor: int, report: Report) -> None:
-    """fcos-specific source checks (config/fcos/v1_*/validate.go)."""
+    """fcos boot_device and grub checks (config/fcos/v1_*/validate.go), after the base checks."""
     boot = config.get("boot_device", {})
     layout = boot.get("layout")
     if layout is not None:
@@ -39,44 +66,39 @@ def validate_fcos(config: dict[str, Any], minor: int, report: Report) -> None:
         device = boot.get("luks", {}).get("device")
         if layout == "s390x-eckd":
             if not device:
-                report.error(("boot_device", layout), "device is required for layouts: s390x-eckd, s390x-zfcp")
+                report.error(("boot_device", "layout"), "device is required for layouts: s390x-eckd, s390x-zfcp")
             elif not re.search(r"/dev/dasd[a-z]$", device):
-                report.error(("boot_device", layout), "device name must start with /dev/dasd on s390x-eckd layout "
+                report.error(("boot_device", "layout"), "device name must start with /dev/dasd on s390x-eckd layout "
                              "or /dev/sd on s390x-zfcp layout")
         if layout == "s390x-zfcp":
             if not device:
-                report.error(("boot_device", layout), "device is required for layouts: s390x-eckd, s390x-zfcp")
+                report.error(("boot_device", "layout"), "device is required for layouts: s390x-eckd, s390x-zfcp")
             elif not re.search(r"/dev/sd[a-z]$", device):
-                report.error(("boot_device", layout), "device name must start with /dev/dasd on s390x-eckd layout "
+                report.error(("boot_device", "layout"), "device name must start with /dev/dasd on s390x-eckd layout "
                              "or /dev/sd on s390x-zfcp layout")
         if layout in S390X_LAYOUTS and boot.get("mirror", {}).get("devices"):
-            report.error(("boot_device", layout),
+            report.error(("boot_device", "layout"),
                          "mirroring not supported on layouts: s390x-eckd, s390x-zfcp, s390x-virt")
-    if len(boot.get("mirror", {}).get("devices", [])) == 1:
-        report.error(("boot_device", "mirror", "devices"), "mirroring requires at least two devices")
     luks = boot.get("luks", {})
     if luks.get("cex", {}).get("enabled") is True:
-        if layout not in S390X_LAYOUTS:
+        if layout is None:
+            report.error(("boot_device", "luks", "cex"), "when using cex the targeted architecture must match s390x")
+        elif layout not in S390X_LAYOUTS:
             report.error(("boot_device", "layout"), "when using cex the targeted architecture must match s390x")
         if luks.get("tang") or luks.get("tpm2") is True:
             report.error(("boot_device", "luks"), "cex is not currently supported on the target platform")
+    if len(boot.get("mirror", {}).get("devices", [])) == 1:
+        report.error(("boot_device", "mirror", "devices"), "mirroring requires at least two devices")
+    if minor >= 3 and boot.get("mirror", {}).get("devices") and not boot.get("layout"):
+        # without a layout Butane renders x86_64 partitions, wrong on other architectures:
+        # an error from fcos 1.7.0, a warning in the older (stable) specs
+        kind = "error" if minor >= 7 else "warning"
+        report.add(kind, ("boot_device", "mirror"), ERR_MIRROR_NEEDS_LAYOUT)
     for index, user in enumerate(config.get("grub", {}).get("users", [])):
         if not user.get("name"):
             report.error(("grub", "users", index, "name"), 'field "name" is required')
         if not user.get("password_hash"):
             report.error(("grub", "users", index, "password_hash"), 'field "password_hash" is required')
-    if minor >= 6:
-        storage = config.get("storage", {})
-        for index, disk in enumerate(storage.get("disks", [])):
-            if disk.get("device") != BOOT_DISK and disk.get("wipe_table") is not True:
-                for p_index, part in enumerate(disk.get("partitions", [])):
-                    if not part.get("number") and "label" in part:
-                        report.warn(("storage", "disks", index, "partitions", p_index, "number"), ERR_REUSE_BY_LABEL)
-        for index, fs in enumerate(storage.get("filesystems", [])):
-            path = fs.get("path")
-            if path is not None and fs.get("with_mount_unit") is True and not re.match(r"^/(etc|var)(/|$)", path):
-                report.error(("storage", "filesystems", index, "path"),
-                             "path must be under /etc or /var if with_mount_unit is true")
 
 
 def _obj(here: Path, **fields: Any) -> Obj:
@@ -160,7 +182,8 @@ def boot_device_config(config: dict[str, Any], minor: int) -> Obj | None:
                 tangs = []
                 for t_index, tang in enumerate(luks["tang"]):
                     t_here = here + ("tang", t_index)
-                    obj = _obj(t_here, url=tang.get("url", ""))
+                    obj = Obj(t_here)
+                    obj.put("url", tang.get("url", ""), t_here + ("url",))
                     for key in ("thumbprint", "advertisement"):
                         if key in tang:
                             obj.put(key, tang[key], t_here + (key,))
@@ -208,12 +231,25 @@ def grub_config(config: dict[str, Any]) -> Obj | None:
     return _obj(here, storage=storage)
 
 
-def partition_number_warnings(ignition: Obj, report: Report) -> None:
-    """Warn about reserved partition labels on the wrong partition number (fcos 1.6)."""
+def partition_warnings(ignition: Obj, report: Report, root_checks: bool) -> None:
+    """Checks on the partitions after boot_device is merged in: reserved labels on the wrong
+    partition number (fcos 1.3.0+), and with ``root_checks`` (1.6.0+) a root partition smaller
+    than 8 GiB or unable to grow."""
     for disk in (ignition.get("storage") or {}).get("disks", []):
-        if disk.get("wipeTable") is True:
-            continue
-        for part in disk.get("partitions", []):
+        partitions = disk.get("partitions", [])
+        for index, part in enumerate(partitions):
             label = part.get("label")
+            if label is None:
+                continue
+            if label == "root" and root_checks:
+                size = part.get("sizeMiB")
+                if not size:
+                    # "fill the free space" is cut short by any later auto-placed partition
+                    if any(not later.get("startMiB") for later in partitions[index + 1 :]):
+                        report.warn(part.origin("label"), ERR_ROOT_CONSTRAINED)
+                elif size < ROOT_MIN_MIB:
+                    report.warn(part.origin("sizeMiB"), ERR_ROOT_TOO_SMALL)
+            if disk.get("wipeTable") is True:
+                continue
             if label in _RESERVED_LABEL_NUMBERS and part.get("number", 0) != _RESERVED_LABEL_NUMBERS[label]:
                 report.warn(part.origin("label"), ERR_WRONG_PARTITION_NUMBER)

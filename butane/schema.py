@@ -1,4 +1,4 @@
-"""Butane fcos schemas (1.0.0 - 1.6.0) as data.
+"""Butane fcos schemas (1.0.0 - 1.7.0, 1.8.0-experimental) as data.
 
 Each struct is a list of fields ``(yaml_key, type, since, until)`` where ``type`` is
 ``str``/``int``/``bool``, ``[T]`` for a list or a struct name, and ``since``/``until``
@@ -146,7 +146,9 @@ _STRUCTS: dict[str, list[_FieldSpec]] = {
         ("spares", "int"),
     ],
     "Tree": [("local", "str"), ("path", "str")],
-    "Systemd": [("units", "[Unit]")],
+    "Systemd": [("units", "[Unit]"), ("quadlets", "[Quadlet]", 8)],
+    # 1.8.0-experimental: podman quadlets, written as files under /etc/containers/systemd
+    "Quadlet": [("contents", "str"), ("contents_local", "str"), ("name", "str"), ("rootful", "bool")],
     "Unit": [
         ("contents", "str"),
         ("contents_local", "str", 5),
@@ -199,12 +201,13 @@ BUTANE_ONLY = {
     "ssh_authorized_keys_local",
     "with_mount_unit",
     "trees",
+    "quadlets",
     "boot_device",
     "grub",
 }
 
 # Go package that holds the base schema of each fcos minor version (for messages).
-BASE_PACKAGE = {0: "v0_1", 1: "v0_2", 2: "v0_3", 3: "v0_3", 4: "v0_4", 5: "v0_5", 6: "v0_6"}
+BASE_PACKAGE = {0: "v0_1", 1: "v0_2", 2: "v0_3", 3: "v0_3", 4: "v0_4", 5: "v0_5", 6: "v0_6", 7: "v0_7", 8: "v0_8_exp"}
 
 _CACHE: dict[int, dict[str, dict[str, str]]] = {}
 

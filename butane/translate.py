@@ -186,7 +186,59 @@ class Translator:
         if mount_units is not None:
             out = merge_configs(mount_units, out)
         self.process_trees(config, out)
+        self.process_quadlets(config, out)
         return out
+
+    # ------------------------------------------------------------ quadlets (1.8.0-experimental)
+    def process_quadlets(self, config: dict[str, Any], out: Obj) -> None:
+        """Each quadlet becomes a file under /etc/containers/systemd (``users/`` unless rootful);
+        a template instance (``web@8080.container``) becomes a link to its template."""
+        quadlets = config.get("systemd", {}).get("quadlets", [])
+        if not quadlets:
+            return
+        storage = out.get("storage")
+        if storage is None:
+            storage = Obj(("storage",))
+            out.put("storage", storage, ("storage",))
+        for index, quadlet in enumerate(quadlets):
+            ypath: Path = ("systemd", "quadlets", index)
+            name = quadlet.get("name", "")
+            base = QUADLET_ROOTFUL_DIR if quadlet.get("rootful") is True else QUADLET_USER_DIR
+            dest = f"{base}/{name}"
+            if self._find_node(storage, dest) is not None:
+                self.report.error(ypath, ERR_NODE_EXISTS)
+                continue
+            template = quadlet_template(name)
+            entry = Obj(ypath)
+            entry.put("path", dest, ypath + ("name",))
+            if template is not None:
+                entry.put("target", template, ypath)
+                storage.setdefault("links", [])
+                storage.src.setdefault("links", ypath)
+                storage["links"].append(entry)
+                continue
+            data = b""
+            where = ypath
+            if quadlet.get("contents_local"):
+                where = ypath + ("contents_local",)
+                try:
+                    data = read_local_file(quadlet["contents_local"], self.files_dir)
+                except LocalFileError as exc:
+                    self.report.error(where, str(exc))
+                    continue
+            if quadlet.get("contents"):
+                where = ypath + ("contents",)
+                data = quadlet["contents"].encode("utf-8")
+            contents = Obj(where)
+            url, compression = make_data_url(data, None)
+            contents.put("source", url, where)
+            if compression is not None:
+                contents.put("compression", compression, ypath)
+            entry.put("contents", contents, where)
+            entry.put("mode", 0o644, ypath)
+            storage.setdefault("files", [])
+            storage.src.setdefault("files", ypath)
+            storage["files"].append(entry)
 
     # ------------------------------------------------------------ mount units
     def mount_units(self, config: dict[str, Any]) -> Obj | None:
@@ -302,6 +354,20 @@ class Translator:
             storage.src.setdefault("links", ypath)
             storage["links"].append(entry)
         entry.put("target", os.readlink(source), ypath)
+
+
+QUADLET_ROOTFUL_DIR = "/etc/containers/systemd"
+QUADLET_USER_DIR = "/etc/containers/systemd/users"
+QUADLET_EXTENSIONS = (".container", ".volume", ".network", ".kube", ".image", ".build", ".pod", ".artifact")
+
+
+def quadlet_template(name: str) -> str | None:
+    """``foo@bar.container`` -> ``foo@.container``; None unless a template instance."""
+    at = name.find("@")
+    dot = name.find(".")
+    if at == -1 or at + 1 == dot:
+        return None
+    return f"{name[:at]}@.{name[dot + 1:]}"
 
 
 def _walk_sorted(root: str, prefix: str = "") -> list[str]:

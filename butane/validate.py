@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import posixpath
 import re
 from typing import Any
@@ -14,6 +15,15 @@ from .translate import Obj
 
 ERR_TOO_MANY_SOURCES = "only one of the following can be set: inline, local, source"
 ERR_TOO_MANY_UNIT_SOURCES = "only one of the following can be set: contents, contents_local"
+WARN_SPECIAL_BITS_BEFORE_3_6 = (
+    "setuid/setgid/sticky bits are not supported or functional in spec versions older than 3.6.0"
+)
+WARN_OTHER_IGNITION_VERSION = "skipping validation for the merge/replace ignition config due to an unkown version"
+# Butane's wording of these two quadlet errors could not be read; the checks are Butane's.
+ERR_QUADLET_EXTENSION = (
+    "invalid quadlet extension; must be one of .container, .volume, .network, .kube, .image, .build, .pod, .artifact"
+)
+ERR_QUADLET_TEMPLATE_CONTENTS = "a quadlet template instance is a link to its template and cannot have contents"
 WARN_DECIMAL_MODE = (
     "unreasonable mode would be reasonable if specified in octal; remember to add a leading zero"
 )
@@ -66,13 +76,60 @@ def _resource_sources(resource: dict[str, Any], path: Path, report: Report) -> N
         report.error(path + (present[-1],), ERR_TOO_MANY_SOURCES)
 
 
-def validate_source(config: dict[str, Any], report: Report) -> None:
+def _inline_ignition_config(resource: dict[str, Any], path: Path, target: str, report: Report) -> None:
+    """fcos 1.7.0+: an inline merge/replace config must parse as Ignition JSON (base/v0_7+).
+
+    Butane reads it with the target spec's types; one of another spec version is only warned
+    about, not validated further. Ignition's own checks on its contents are not repeated here.
+    """
+    text = resource.get("inline")
+    if text is None or len([key for key in ("local", "inline", "source") if key in resource]) > 1:
+        return
+    if not text.strip():
+        report.error(path + ("inline",), "not a config (empty)")
+        return
+    try:
+        parsed = json.loads(text)
+    except json.JSONDecodeError as exc:
+        report.error(path + ("inline",), f"config is not valid: {exc.msg} (line {exc.lineno} col {exc.colno})")
+        return
+    version = parsed.get("ignition", {}).get("version") if isinstance(parsed, dict) else None
+    if not isinstance(parsed, dict) or not isinstance(parsed.get("ignition", {}), dict):
+        report.error(path + ("inline",), "config is not valid")
+    elif not isinstance(version, str) or not re.fullmatch(r"\d+\.\d+\.\d+(-[0-9A-Za-z.-]+)?", version):
+        report.error(path + ("inline",), "invalid config version (couldn't parse)")
+    elif version != target:
+        report.warn(path + ("version",), WARN_OTHER_IGNITION_VERSION)
+
+
+def _quadlet(quadlet: dict[str, Any], path: Path, report: Report) -> None:
+    """fcos 1.8.0-experimental quadlets: a podman-systemd extension; a template instance
+    (``web@8080.container``) becomes a link to its template, so it takes no contents."""
+    from .translate import QUADLET_EXTENSIONS, quadlet_template
+
+    name = quadlet.get("name", "")
+    if not name.endswith(QUADLET_EXTENSIONS):
+        report.error(path + ("name",), ERR_QUADLET_EXTENSION)
+        return
+    if quadlet_template(name) is not None:
+        for key in ("contents", "contents_local"):
+            if key in quadlet:
+                report.error(path + (key,), ERR_QUADLET_TEMPLATE_CONTENTS)
+    elif "contents" in quadlet and "contents_local" in quadlet:
+        report.error(path + ("contents_local",), ERR_TOO_MANY_UNIT_SOURCES)
+
+
+def validate_source(config: dict[str, Any], report: Report, minor: int = 0, target: str = "") -> None:
     ignition = config.get("ignition", {})
     cfg = ignition.get("config", {})
     for index, res in enumerate(cfg.get("merge", [])):
         _resource_sources(res, ("ignition", "config", "merge", index), report)
+        if minor >= 7:
+            _inline_ignition_config(res, ("ignition", "config", "merge", index), target, report)
     if "replace" in cfg:
         _resource_sources(cfg["replace"], ("ignition", "config", "replace"), report)
+        if minor >= 7:
+            _inline_ignition_config(cfg["replace"], ("ignition", "config", "replace"), target, report)
     for index, res in enumerate(ignition.get("security", {}).get("tls", {}).get("certificate_authorities", [])):
         _resource_sources(res, ("ignition", "security", "tls", "certificate_authorities", index), report)
     storage = config.get("storage", {})
@@ -100,6 +157,8 @@ def validate_source(config: dict[str, Any], report: Report) -> None:
     for index, tree in enumerate(storage.get("trees", [])):
         if not tree.get("local"):
             report.error(("storage", "trees", index), "local is required")
+    for index, quadlet in enumerate(config.get("systemd", {}).get("quadlets", [])):
+        _quadlet(quadlet, ("systemd", "quadlets", index), report)
     for index, unit in enumerate(config.get("systemd", {}).get("units", [])):
         base = ("systemd", "units", index)
         if "contents" in unit and "contents_local" in unit:
@@ -212,8 +271,10 @@ class _Checker:
         mode = node.get("mode")
         if mode is not None and not 0 <= mode <= 0o7777:
             self.error(node, "mode", "illegal file mode")
-        elif mode is not None and mode & 0o7000 and self.minor <= 4:
-            self.warn(node, "mode", "setuid/setgid/sticky bits are not supported in spec versions older than 3.4.0")
+        elif mode is not None and mode & 0o7000 and self.minor <= 6:
+            # Ignition as vendored by Butane v0.29.0 applies these bits only from spec 3.6.0
+            # (fcos 1.7.0); its older text said 3.4.0 and warned for specs before that only
+            self.warn(node, "mode", WARN_SPECIAL_BITS_BEFORE_3_6)
 
     def storage(self, storage: Obj) -> None:
         seen: dict[str, bool] = {}
@@ -266,6 +327,8 @@ class _Checker:
                 if not custom.get("config"):
                     self.error(custom, "config", "missing required custom clevis config")
             clevis = luks.get("clevis") or {}
+            for tang in clevis.get("tang", []):
+                self.tang(tang)
             if clevis.get("custom") and (clevis.get("tpm2") is True or clevis.get("tang") or
                                          clevis.get("threshold", 0) > 0):
                 self.error(clevis, "custom", "cannot use custom clevis config with tpm2, tang, or threshold")
@@ -277,6 +340,24 @@ class _Checker:
                 self.error(raid, "level", "unrecognized raid level")
             if raid.get("spares", 0) > 0 and level in ("linear", "raid0", "0", "stripe"):
                 self.error(raid, "spares", "spares unsupported for linear and raid0 arrays")
+
+    def tang(self, tang: Obj) -> None:
+        url = tang.get("url", "")
+        try:
+            scheme = urlsplit(url).scheme
+        except ValueError:
+            self.error(tang, "url", "unable to parse url")
+        else:
+            if scheme not in ("http", "https"):
+                self.error(tang, "url", "invalid url scheme")
+        if not tang.get("thumbprint"):
+            self.error(tang, "thumbprint", "thumbprint is required")
+        advertisement = tang.get("advertisement")
+        if advertisement:
+            try:
+                json.loads(advertisement)
+            except ValueError:
+                self.error(tang, "advertisement", "advertisement is not valid JSON")
 
     def paths_through_links(self, storage: Obj) -> None:
         """A file, directory or link may not live below a path that is itself a link."""
@@ -316,23 +397,39 @@ class _Checker:
         self.keyed_unique(storage.get("filesystems", []), "device")
 
     def disks(self, storage: Obj) -> None:
+        """Ignition's Disk.Validate (disk-level checks), then each partition's own checks."""
         for disk in storage.get("disks", []):
-            if not disk.get("device"):
+            device = disk.get("device")
+            if not device:
                 self.error(disk, "device", "disk device is required")
-            numbers: set[int] = set()
-            labels: set[str] = set()
-            for part in disk.get("partitions", []):
-                self.partition(part)
+                continue
+            if not device.startswith("/"):
+                self.error(disk, "device", "path not absolute")
+            parts: list[Obj] = disk.get("partitions", [])
+            first_of: dict[int, int] = {}
+            for index, part in enumerate(parts):
                 number = part.get("number", 0)
-                if number:
-                    if number in numbers:
-                        self.error(part, "number", "partition numbers collide")
-                    numbers.add(number)
+                if number and number in first_of:
+                    self.error(part, None, "partition numbers collide")
+                    break
+                first_of.setdefault(number, index)
+            overlapping = _overlapping_partition(parts)
+            if overlapping is not None:
+                self.error(parts[overlapping], None, "partitions overlap")
+            if any(part.get("shouldExist") is False for part in parts) and any(
+                    not part.get("number") for part in parts):
+                self.report.error(disk.origin("partitions"),
+                                  "shouldExist is false for a partition and other partition(s) has start or size 0")
+            labels: set[str] = set()
+            for part in parts:
                 label = part.get("label")
-                if label:
-                    if label in labels:
-                        self.error(part, "label", "cannot use the same partition label twice")
+                if label is not None and label in labels:
+                    self.error(part, None, "cannot use the same partition label twice")
+                    break
+                if label is not None:
                     labels.add(label)
+            for part in parts:
+                self.partition(part)
         self.keyed_unique(storage.get("disks", []), "device")
 
     def partition(self, part: Obj) -> None:
@@ -430,6 +527,25 @@ class _Checker:
             self.warn(proxy, "httpsProxy", "insecure plaintext HTTP proxy specified for HTTPS resources")
 
 
+def _overlapping_partition(parts: list[Obj]) -> int | None:
+    """Index of a partition that an explicitly placed and sized one overlaps (Ignition's check)."""
+
+    def end(part: Obj) -> int:
+        start, size = int(part["startMiB"]), int(part["sizeMiB"])
+        return start if size == 0 else start + size - 1
+
+    placed = [(i, p) for i, p in enumerate(parts) if p.get("startMiB") and p.get("sizeMiB") is not None]
+    for _, one in placed:
+        for index, other in placed:
+            if one is other or one == other:
+                continue
+            start = int(one["startMiB"])
+            if (other["startMiB"] <= start <= end(other) or other["startMiB"] <= end(one) <= end(other)
+                    or (start < other["startMiB"] and end(one) > end(other))):
+                return index
+    return None
+
+
 def parse_unit(contents: str) -> list[tuple[str | None, str]] | str:
     """Parse unit file text like go-systemd's unit.Deserialize; error text on failure."""
     options: list[tuple[str | None, str]] = []
@@ -459,8 +575,25 @@ def parse_unit(contents: str) -> list[tuple[str | None, str]] | str:
     return options
 
 
+def _paths_taken_by_units(config: Obj, report: Report) -> None:
+    """Ignition: a file, directory or link may not be where a unit or dropin with contents goes."""
+    unit_paths: set[str] = set()
+    for unit in (config.get("systemd") or {}).get("units", []):
+        if unit.get("contents"):
+            unit_paths.add(f"/etc/systemd/system/{unit.get('name', '')}")
+        for dropin in unit.get("dropins", []):
+            if dropin.get("contents"):
+                unit_paths.add(f"/etc/systemd/system/{unit.get('name', '')}.d/{dropin.get('name', '')}")
+    for kind in ("files", "directories", "links"):
+        for node in (config.get("storage") or {}).get(kind, []):
+            if node.get("path") in unit_paths:
+                report.error(node.origin("path") if isinstance(node, Obj) else (),
+                             "path conflicts with systemd unit or dropin")
+
+
 def validate_generated(config: Obj, minor: int, report: Report) -> None:
     checker = _Checker(minor, report)
+    _paths_taken_by_units(config, report)
     checker.ignition(config.get("ignition") or Obj())
     if config.get("kernelArguments"):
         checker.kernel_arguments(config["kernelArguments"])

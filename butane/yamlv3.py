@@ -84,6 +84,7 @@ class Node:
     col: int
     value: str = ""
     plain: bool = True  # scalar written without quotes or block indicator
+    alias: bool = False  # a mapping reached through ``*alias`` (not its anchored original)
     items: list[Node] = field(default_factory=list)  # seq elements
     pairs: list[tuple[Node, Node]] = field(default_factory=list)  # map entries
 
@@ -108,6 +109,10 @@ _NULLS = {"", "~", "null", "Null", "NULL"}
 def _convert(pnode: yaml.Node, memo: dict[int, Node]) -> Node:
     known = memo.get(id(pnode))
     if known is not None:
+        if known.kind == "map":
+            # PyYAML hands back the anchored node itself; yaml.v3 keeps an alias node,
+            # which Butane's position tree does not follow (it warns).
+            return Node("map", known.tag, known.line, known.col, pairs=known.pairs, alias=True)
         return known
     mark = pnode.start_mark
     line, col = mark.line + 1, mark.column + 1
