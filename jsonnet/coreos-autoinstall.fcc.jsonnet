@@ -1,10 +1,25 @@
 // The live ISO's Butane config (→ coreos-autoinstall.ign, embedded in the node's ISO).
 // run-coreos-installer.service installs Fedora CoreOS offline to the node's disk with the nested
 // /home/core/k3s-autoinstall.ign, then reboots or powers off. See docs/k3s.md.
+// node: a node's name for its own ISO; null for the cluster ISO, which carries every node (their
+// settings in /etc/k3s-autoinstall/nodes/, their installed configs in /home/core/k3s-autoinstall/)
+// and decides at boot which node the machine is (k3s-autoinstall-select-node).
 local k = import 'k3s.libsonnet';
 
 function(cluster, node, cluster_id='')
-  local n = k.node(cluster, node);
+  local perNode = node != null;
+  local nodes = if perNode then [k.node(cluster, node)] else cluster.nodes;
+  local n = nodes[0];
+  // The consoles the live kernel and the installed nodes write to: their gettys wait for the install.
+  local consoles = if perNode then n.console
+                   else std.set(std.flattenArrays([m.console for m in nodes]) + cluster.install.console);
+  local nodeEnv(m) = {
+    K3S_AI_NODE: m.name,
+    K3S_AI_ROLE: m.role,
+    K3S_AI_CONSOLES: std.join(' ', m.console),
+    K3S_AI_DISK: m.disk,
+    K3S_AI_AFTER_INSTALL: m.after_install,
+  };
   assert std.length(cluster_id) > 0 : 'the cluster id is empty (pass it as the cluster_id argument)';
   {
     variant: 'fcos',
@@ -13,18 +28,12 @@ function(cluster, node, cluster_id='')
     passwd: k.users(cluster),
     storage: {
       files: [
-        // Filled in by the `inline` step with the installed system's Ignition config.
-        { path: '/home/core/k3s-autoinstall.ign', mode: 384, contents: { inline: '' } },
         k.file('/etc/k3s-autoinstall/install.env', k.envFile({
           K3S_AI_CLUSTER: cluster.name,
           K3S_AI_CLUSTER_ID: cluster_id,
-          K3S_AI_NODE: n.name,
-          K3S_AI_CONSOLES: std.join(' ', n.console),
-          K3S_AI_DISK: n.disk,
-          K3S_AI_AFTER_INSTALL: n.after_install,
           K3S_AI_COUNTDOWN: cluster.install.countdown_seconds,
-          K3S_AI_IGNITION: '/home/core/k3s-autoinstall.ign',
-        })),
+        } + (if perNode then nodeEnv(n) + { K3S_AI_IGNITION: k.nestedConfig }
+             else { K3S_AI_NODE: '', K3S_AI_NODES_DIR: k.nodesDir, K3S_AI_IGNITION_DIR: k.nestedConfigDir }))),
         k.script('/usr/local/bin/run-coreos-installer', importstr 'scripts/run-coreos-installer'),
         // What the stock installer's coreos-installer-disable-device-auto-activation.service does,
         // in place before the live root's udev starts: old volume groups and RAID arrays on the
@@ -34,13 +43,29 @@ function(cluster, node, cluster_id='')
           path: '/etc/lvm/lvm.conf',
           append: [{ inline: '\n# k3s-autoinstall: no LVM auto-activation, the installer needs the disk to itself\ndevices {\n\tfilter = [ "r|.*|" ]\n}\n' }],
         },
-      ],
+      ] + (
+        // Filled in by the `inline` step with the installed system's Ignition config(s).
+        if perNode then [{ path: k.nestedConfig, mode: 384, contents: { inline: '' } }]
+        else [
+          k.script('/usr/local/bin/k3s-autoinstall-select-node', importstr 'scripts/select-node'),
+        ] + std.flattenArrays([
+          [
+            { path: '%s/%s.ign' % [k.nestedConfigDir, m.name], mode: 384, contents: { inline: '' } },
+            k.file('%s/%s.env' % [k.nodesDir, m.name], k.envFile(nodeEnv(m) + {
+              K3S_AI_MACS: std.join(' ', m.macs),
+              K3S_AI_SERIAL: m.serial,
+              K3S_AI_UUID: m.uuid,
+            })),
+          ]
+          for m in nodes
+        ])
+      ),
     },
     systemd: {
       units: [
         k.unit('run-coreos-installer.service', |||
           [Unit]
-          Description=Install Fedora CoreOS and k3s node %(node)s to disk (k3s-autoinstall)
+          Description=Install Fedora CoreOS and k3s %(what)s to disk (k3s-autoinstall)
           After=local-fs.target
           # The console is ours until the install is done (the countdown reads a key from it);
           # SSH logins stay open, to look at a machine that stopped.
@@ -62,7 +87,8 @@ function(cluster, node, cluster_id='')
 
           [Install]
           WantedBy=multi-user.target
-        ||| % { node: n.name, gettys: std.join(' ', k.gettys(n.console)) }),
+        ||| % { what: if perNode then 'node ' + n.name else 'cluster %s (one of its nodes)' % cluster.name,
+                gettys: std.join(' ', k.gettys(consoles)) }),
       ],
     },
   }

@@ -2,6 +2,10 @@
 {
   // Stamps and the data-safety marker all live here on the installed system (persistent /var).
   stateDir: '/var/lib/k3s-autoinstall',
+  // The live system: where the installed configs and (cluster ISO) the nodes' settings are.
+  nestedConfig: '/home/core/k3s-autoinstall.ign',
+  nestedConfigDir: '/home/core/k3s-autoinstall',
+  nodesDir: '/etc/k3s-autoinstall/nodes',
   markerFile: self.stateDir + '/marker',
   // The line that identifies an install of this cluster: its name and its id (a one-way hash of
   // the server token, the same in every build with that token). It appears verbatim in the marker

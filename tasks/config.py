@@ -28,6 +28,9 @@ ARCHITECTURES = ("x86_64", "aarch64", "ppc64le", "s390x")
 ROLES = ("server", "agent")
 AFTER_INSTALL = ("reboot", "poweroff")
 UPDATE_STRATEGIES = ("periodic", "fleet_lock", "immediate")
+OUTPUTS = ("per-node", "cluster")
+MAC = re.compile(r"^[0-9a-f]{2}([:-][0-9a-f]{2}){5}$")
+UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 # A kernel console: a device name, optionally with serial options (ttyS0,115200n8).
 CONSOLE = re.compile(r"^[a-zA-Z][a-zA-Z0-9]*(,[0-9]+([noe][5-8]r?)?)?$")
@@ -135,6 +138,26 @@ class Node:
     after_install: str = "reboot"
     network: Network | None = None
     console: tuple[str, ...] | None = None  # None: install.console
+    # How a cluster ISO or a network boot knows this machine (lower case; MACs with colons).
+    macs: tuple[str, ...] = ()
+    serial: str | None = None
+    uuid: str | None = None
+
+
+@dataclass(frozen=True)
+class Pxe:
+    base_url: str | None = None  # where build/pxe/ is served, for the iPXE scripts
+    matchbox_url: str | None = None  # matchbox's HTTP endpoint (default: base_url)
+
+
+@dataclass(frozen=True)
+class LiveImage:
+    """One live system to boot: a node's own ISO, or the cluster's ISO carrying every node."""
+
+    name: str
+    iso_name: str
+    nodes: tuple[Node, ...]
+    consoles: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -151,6 +174,8 @@ class Config:
     k3s: K3s
     install: Install
     nodes: tuple[Node, ...]
+    output: str = "per-node"
+    pxe: Pxe = field(default_factory=Pxe)
     ssh_keys: tuple[SshKey, ...] = ()
     # Why keys/ cannot be used, if it cannot: render fails with it, while `doit list`, `doit clean`
     # and the CI's config queries still work on a checkout without keys.
@@ -171,6 +196,14 @@ class Config:
 
     def consoles(self, node: Node) -> tuple[str, ...]:
         return self.install.console if node.console is None else node.console
+
+    @property
+    def live_images(self) -> tuple[LiveImage, ...]:
+        """What `embed` writes: an ISO per node, or one for the cluster (live consoles: install.console,
+        since the node is not known yet when the live kernel starts)."""
+        if self.output == "cluster":
+            return (LiveImage(self.name, self.name, self.nodes, self.install.console),)
+        return tuple(LiveImage(node.name, node.iso_name, (node,), self.consoles(node)) for node in self.nodes)
 
     def fetch_slice(self) -> dict[str, Any]:
         f = self.fcos
@@ -197,7 +230,7 @@ class Config:
                 "manifests": {m.name: m.content for m in self.k3s.manifests},
                 "join_stagger_seconds": self.k3s.join_stagger_seconds,
             },
-            "install": {"countdown_seconds": self.install.countdown_seconds},
+            "install": {"countdown_seconds": self.install.countdown_seconds, "console": list(self.install.console)},
             "nodes": [node_input(node, index, self.consoles(node), updates_input(self, node))
                       for index, node in enumerate(self.nodes)],
             "first_server": self.first_server.name,
@@ -212,7 +245,8 @@ def node_input(node: Node, index: int, consoles: tuple[str, ...], updates: dict[
                    "gateway": node.network.gateway, "dns": list(node.network.dns)}
     return {"name": node.name, "role": node.role, "index": index, "iso_name": node.iso_name,
             "disk": node.disk, "after_install": node.after_install, "network": network,
-            "console": list(consoles), "updates": updates}
+            "console": list(consoles), "updates": updates,
+            "macs": list(node.macs), "serial": node.serial, "uuid": node.uuid}
 
 
 def update_window(updates: Updates, slot: int) -> tuple[tuple[str, ...], str, int]:
@@ -298,7 +332,7 @@ def type_name(value: object) -> str:
 
 def parse(raw: object, source: str, *, ssh_keys: tuple[SshKey, ...] = (),
           read_file: Callable[[str], str] | None = None) -> Config:
-    top = _Fields(source, "", raw, ("name", "fcos", "k3s", "install", "nodes"))
+    top = _Fields(source, "", raw, ("name", "fcos", "k3s", "install", "nodes", "output", "pxe"))
     name = top.get("name", str, "k3s")
     if not RFC1123_LABEL.match(name):
         raise top.error("name", f"must be an RFC 1123 label (a-z, 0-9, '-'), got {name!r}")
@@ -309,14 +343,26 @@ def parse(raw: object, source: str, *, ssh_keys: tuple[SshKey, ...] = (),
     return Config(source=source, name=name, fcos=parse_fcos(_Fields(source, "fcos", top.get("fcos", dict, {}),
                   FCOS_FIELDS), Path(source).parent), k3s=k3s, install=parse_install(_Fields(
                   source, "install", top.get("install", dict, {}), ("countdown_seconds", "console"))),
-                  nodes=nodes, ssh_keys=ssh_keys)
+                  nodes=nodes, output=top.choice("output", OUTPUTS, "per-node"),
+                  pxe=parse_pxe(_Fields(source, "pxe", top.get("pxe", dict, {}), ("base_url", "matchbox_url"))),
+                  ssh_keys=ssh_keys)
+
+
+def parse_pxe(f: _Fields) -> Pxe:
+    urls = {}
+    for name in ("base_url", "matchbox_url"):
+        url = f.get(name, str, None)
+        if url is not None and not re.match(r"^(https?|tftp)://[^\s]+$", url):
+            raise f.error(name, f"must be an http://, https:// or tftp:// URL, got {url!r}")
+        urls[name] = url.rstrip("/") if url else None
+    return Pxe(**urls)
 
 
 FCOS_FIELDS = ("stream", "architecture", "release", "stream_url", "mirror", "keyring", "fingerprints", "updates")
 UPDATES_FIELDS = ("strategy", "days", "start_time", "length_minutes", "stagger_minutes", "fleet_lock_url")
 K3S_FIELDS = ("version", "channel", "install_script_url", "install_script_sha256", "server_url", "disable",
               "server_config", "agent_config", "manifests", "join_stagger_seconds")
-NODE_FIELDS = ("name", "role", "iso_name", "disk", "after_install", "network", "console")
+NODE_FIELDS = ("name", "role", "iso_name", "disk", "after_install", "network", "console", "macs", "serial", "uuid")
 
 
 def parse_fcos(f: _Fields, config_dir: Path) -> Fcos:
@@ -446,8 +492,33 @@ def parse_nodes(source: str, raw_nodes: list[Any]) -> tuple[Node, ...]:
         nodes.append(Node(name=name, role=role, iso_name=iso_name, disk=disk,
                           after_install=f.choice("after_install", AFTER_INSTALL, "reboot"),
                           network=parse_network(source, f"nodes[{i}].network", f.get("network", dict, None)),
-                          console=None if f.raw.get("console") is None else parse_consoles(f, "console")))
+                          console=None if f.raw.get("console") is None else parse_consoles(f, "console"),
+                          **parse_identity(f, nodes)))
     return tuple(nodes)
+
+
+def parse_identity(f: _Fields, earlier: list[Node]) -> dict[str, Any]:
+    """macs, serial, uuid: normalized, and never listed for two nodes (a machine would match both)."""
+    macs = tuple(mac.lower().replace("-", ":") for mac in f.strings("macs", lambda v: bool(MAC.match(v.lower())),
+                                                                     "a MAC address such as 52:54:00:12:34:56"))
+    serial = f.get("serial", str, None)
+    serial = "".join(serial.split()).lower() if serial is not None else None
+    if serial == "":
+        raise f.error("serial", "must not be empty")
+    uuid = f.get("uuid", str, None)
+    uuid = uuid.lower() if uuid is not None else None
+    if uuid is not None and not UUID.match(uuid):
+        raise f.error("uuid", f"must be a UUID such as 4c4c4544-0042-3510-8051-b4c04f4e4a32, got {uuid!r}")
+    for other in earlier:
+        for mac in set(macs) & set(other.macs):
+            raise f.error("macs", f"{mac} is listed for node {other.name} too: a machine would match both")
+        if serial is not None and serial == other.serial:
+            raise f.error("serial", f"{serial} is listed for node {other.name} too: a machine would match both")
+        if uuid is not None and uuid == other.uuid:
+            raise f.error("uuid", f"{uuid} is listed for node {other.name} too: a machine would match both")
+    if len(set(macs)) != len(macs):
+        raise f.error("macs", "lists an address twice")
+    return {"macs": macs, "serial": serial, "uuid": uuid}
 
 
 def parse_network(source: str, where: str, raw: object) -> Network | None:

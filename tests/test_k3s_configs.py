@@ -225,7 +225,8 @@ def test_live_settings_per_node() -> None:
                               ("k3s-agent-1", "auto", "poweroff")):
         files = ignition_files(rendered(node)["live_ign"])
         env = parse_env(files["/etc/k3s-autoinstall/install.env"][1])
-        assert env == {"K3S_AI_CLUSTER": "homelab", "K3S_AI_CLUSTER_ID": CLUSTER_ID, "K3S_AI_NODE": node,
+        role = "agent" if node == "k3s-agent-1" else "server"
+        assert env == {"K3S_AI_CLUSTER": "homelab", "K3S_AI_CLUSTER_ID": CLUSTER_ID, "K3S_AI_NODE": node, "K3S_AI_ROLE": role,
                        "K3S_AI_DISK": disk, "K3S_AI_AFTER_INSTALL": after, "K3S_AI_COUNTDOWN": "10",
                        "K3S_AI_IGNITION": NESTED_CONFIG_PATH, "K3S_AI_CONSOLES": ""}
         assert files["/usr/local/bin/run-coreos-installer"][0] == 0o755
