@@ -33,7 +33,8 @@ function(cluster, node, cluster_id='')
           K3S_AI_CLUSTER_ID: cluster_id,
           K3S_AI_COUNTDOWN: cluster.install.countdown_seconds,
         } + (if perNode then nodeEnv(n) + { K3S_AI_IGNITION: k.nestedConfig }
-             else { K3S_AI_NODE: '', K3S_AI_NODES_DIR: k.nodesDir, K3S_AI_IGNITION_DIR: k.nestedConfigDir }))),
+             else { K3S_AI_NODE: '', K3S_AI_NODES: std.join(' ', [m.name for m in nodes]),
+                    K3S_AI_NODES_DIR: k.nodesDir, K3S_AI_IGNITION_DIR: k.nestedConfigDir }))),
         k.script('/usr/local/bin/run-coreos-installer', importstr 'scripts/run-coreos-installer'),
         // What the stock installer's coreos-installer-disable-device-auto-activation.service does,
         // in place before the live root's udev starts: old volume groups and RAID arrays on the
