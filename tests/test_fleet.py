@@ -68,7 +68,8 @@ class Machine:
         (dmi / "product_uuid").write_text(uuid + "\n")
         (tmp / "cmdline").write_text(cmdline + "\n")
         install = parse_env(files["/etc/k3s-autoinstall/install.env"][1])
-        self.env = {"PATH": "/usr/bin:/bin", "K3S_AI_NODES_DIR": os.fspath(nodes), "K3S_AI_NODES": install["K3S_AI_NODES"],
+        self.env = {"PATH": "/usr/bin:/bin", "K3S_AI_NODES_DIR": os.fspath(nodes),
+                    "K3S_AI_NODES": install["K3S_AI_NODES"],
                     "K3S_AI_SYS": os.fspath(tmp / "sys"), "K3S_AI_CMDLINE": os.fspath(tmp / "cmdline"),
                     "K3S_AI_CONSOLE": os.fspath(tmp / "console")}
 
