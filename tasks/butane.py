@@ -11,7 +11,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from tasks import config
-from tasks.common import BuildError, NodeFiles, TaskDict, action, log, write_atomic
+from tasks.common import BuildError, NodeFiles, log, write_atomic
+from tasks.doit_glue import TaskDict, action
 
 
 def transpile_file(source: Path) -> str:
@@ -34,7 +35,6 @@ def transpile(source: Path, target: Path) -> None:
 
 def task_butane() -> Iterator[TaskDict]:
     """Transpile Butane to Ignition: the installed config, then the live config."""
-    yield {"name": None, "doc": "Transpile Butane to Ignition: the installed config, then the live config."}
     for node in config.current().nodes:
         files = NodeFiles(node.name)
         stages = (("k3s-autoinstall", files.installed_butane, files.installed_ignition),

@@ -20,8 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from tasks.common import KEYS_DIR, BuildError
+
 DEFAULT_CONFIG = Path("jsonnet/cluster.jsonnet")
-KEYS_DIR = Path("keys")
 
 STREAMS = ("stable", "testing", "next")
 ARCHITECTURES = ("x86_64", "aarch64", "ppc64le", "s390x")
@@ -54,7 +55,7 @@ FINGERPRINT = re.compile(r"^[0-9A-F]{40}$")
 SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
 
 
-class ConfigError(Exception):
+class ConfigError(BuildError):
     """A config that cannot be used; the message names the file and the field."""
 
 
@@ -148,14 +149,6 @@ class Config:
         first = self.first_server
         host = first.network.address.split("/")[0] if first.network else first.name
         return f"https://{host}:6443"
-
-    def fetch_slice(self) -> dict[str, Any]:
-        f = self.fcos
-        return {"stream": f.stream, "architecture": f.architecture, "release": f.release,
-                "stream_url": f.stream_metadata_url, "mirror": f.mirror, "keyring": f.keyring}
-
-    def verify_slice(self) -> dict[str, Any]:
-        return {"fingerprints": list(self.fcos.fingerprints)}
 
     def template_input(self) -> dict[str, Any]:
         """Everything the jsonnet templates read, defaults filled in; never the token."""

@@ -13,7 +13,8 @@ from pathlib import Path
 import yaml
 
 from tasks import config
-from tasks.common import BuildError, NodeFiles, TaskDict, action, write_atomic
+from tasks.common import BuildError, NodeFiles, write_atomic
+from tasks.doit_glue import TaskDict, action
 from tasks.render import to_butane_yaml
 
 NESTED_CONFIG_PATH = "/home/core/k3s-autoinstall.ign"
@@ -40,7 +41,6 @@ def inline(live_butane: Path, nested_ignition: Path, target: Path) -> None:
 
 def task_inline() -> Iterator[TaskDict]:
     """Inline k3s-autoinstall.ign into the live Butane config."""
-    yield {"name": None, "doc": "Inline k3s-autoinstall.ign into the live Butane config."}
     for node in config.current().nodes:
         files = NodeFiles(node.name)
         live, nested, target = files.live_butane, files.installed_ignition, files.inlined_live_butane

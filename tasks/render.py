@@ -23,10 +23,9 @@ from tasks.common import (
     TOKEN_VERSION_FILE,
     BuildError,
     NodeFiles,
-    TaskDict,
-    action,
     write_atomic,
 )
+from tasks.doit_glue import TaskDict, action
 
 INSTALLED_TEMPLATE = JSONNET_DIR / "k3s-autoinstall.bu.jsonnet"
 LIVE_TEMPLATE = JSONNET_DIR / "coreos-autoinstall.fcc.jsonnet"
@@ -89,7 +88,6 @@ def task_render() -> Iterator[TaskDict]:
     inputs = cluster.template_input()
     common_deps = [*template_files(), *(Path(key.path) for key in cluster.ssh_keys),
                    *config.manifest_paths(cluster), TOKEN_VERSION_FILE]  # not the token: its md5 is stored
-    yield {"name": None, "doc": "Render the jsonnet templates into Butane YAML, per node."}
     for node in cluster.nodes:
         files = NodeFiles(node.name)
         yield {

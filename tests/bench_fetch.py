@@ -31,19 +31,19 @@ from tests.signing import SigningKey  # noqa: E402
 
 LIBRARY_RUN = """
 from tasks.download import RetryPolicy
-from tasks.fetch import RELEASE_FILE, KEYRING_FILE, download_paths, fetch_release
-from tasks.verify import VERIFIED_STAMP, verified_iso_path, verify_release
-settings = {settings!r}
-fetch_release(settings, RetryPolicy(), progress=False)
-iso, sig = download_paths("x86_64")
-verify_release(RELEASE_FILE, iso, sig, KEYRING_FILE, ({fingerprint!r},), verified_iso_path("x86_64"),
-               VERIFIED_STAMP)
+from tasks.common import FcosFiles
+from tasks.config import Fcos
+from tasks.fetch import fetch_release
+from tasks.verify import verify_release
+files = FcosFiles("x86_64")
+fetch_release(Fcos(stream_url={stream_url!r}, keyring={keyring!r}), files, RetryPolicy(), progress=False)
+verify_release(files, ({fingerprint!r},))
 """
 
 DODO = """\
 from pathlib import Path
 Path("build").mkdir(exist_ok=True)
-from tasks.fetch import task_fetch  # noqa
+from tasks.fetch import task_fetch, task_update  # noqa
 from tasks.verify import task_verify  # noqa
 DOIT_CONFIG = {"default_tasks": ["verify"], "dep_file": "build/.doit.json", "backend": "json",
                "check_file_uptodate": "md5"}
@@ -98,9 +98,6 @@ def main() -> None:
 
     with Mirror(work / "mirror") as mirror:
         published = publish_fcos(mirror.root, iso, key, base_url=mirror.url(""))
-        settings = {"stream": "stable", "architecture": "x86_64", "release": None,
-                    "stream_url": published["stream_url"], "mirror": None,
-                    "keyring": published["keyring_url"]}
         doit_project = work / "doit-project"
         shutil.rmtree(doit_project, ignore_errors=True)
         (doit_project / "jsonnet").mkdir(parents=True)
@@ -133,7 +130,8 @@ def main() -> None:
 
             shutil.rmtree(library_project, ignore_errors=True)
             library_project.mkdir()
-            code = LIBRARY_RUN.format(settings=settings, fingerprint=key.fingerprint)
+            code = LIBRARY_RUN.format(stream_url=published["stream_url"], keyring=published["keyring_url"],
+                                      fingerprint=key.fingerprint)
             settle()
             wall, peak = timed(["/usr/bin/time", "-v", python, "-c", code], library_project, env)
             rows["library"].append(wall)

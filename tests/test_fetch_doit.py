@@ -31,7 +31,7 @@ from pathlib import Path
 
 Path("build").mkdir(exist_ok=True)
 
-from tasks.fetch import task_fetch  # noqa: E402,F401
+from tasks.fetch import task_fetch, task_update  # noqa: E402,F401
 from tasks.verify import task_verify  # noqa: E402,F401
 
 DOIT_CONFIG = {"default_tasks": ["verify"], "dep_file": "build/.doit.json", "backend": "json",
@@ -157,6 +157,8 @@ def test_untrusted_signature_fails_with_one_line_and_exit_1(project: Project, ot
     assert result.returncode == 1
     errors = [line for line in result.stderr.splitlines() if line.startswith("‣ error:")]
     assert len(errors) == 1 and "none of the 1 keys pinned in fcos.fingerprints" in errors[0], result.stderr
+    # printed once: doit's reporter neither repeats it nor adds an empty "verify <stdout>:" block
+    assert "none of the 1 keys" not in result.stdout and "<stdout>" not in result.stdout, result.stdout
     assert not project.path(VERIFIED).exists()
 
 

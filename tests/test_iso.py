@@ -11,7 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from tasks import iso, iso9660
+from tasks import iso
+from tasks.common import BuildError
+from tasks.iso import iso9660
 from tests.synthetic_iso import DEFAULT_KARGS, build_fcos_iso
 from tests.tools import REPO
 
@@ -88,7 +90,7 @@ def test_decode_accepts_gzip_and_rejects_trailing_garbage() -> None:
     archive = iso.encode_cpio({"config.ign": b"{}"})
     assert iso.decode_initrd(gzip.compress(archive) + bytes(16)) == {"config.ign": b"{}"}
     assert iso.decode_initrd(archive + bytes(8)) == {"config.ign": b"{}"}
-    with pytest.raises(iso.IsoError, match="^found trailing garbage inside compressed archive$"):
+    with pytest.raises(BuildError, match="^found trailing garbage inside compressed archive$"):
         iso.decode_initrd(lzma.compress(archive + b"junk", format=lzma.FORMAT_XZ, check=lzma.CHECK_CRC32))
 
 
@@ -123,12 +125,12 @@ def test_iso9660_plain_names_only(fcos_iso: Path) -> None:
 def test_embed_to_output_refuses_to_overwrite(fcos_iso: Path, tmp_path: Path) -> None:
     output = tmp_path / "out.iso"
     output.write_bytes(b"precious")
-    with pytest.raises(iso.IsoError, match="already exists"):
+    with pytest.raises(BuildError, match="already exists"):
         iso.embed_ignition(fcos_iso, CONFIG, output=output)
     assert output.read_bytes() == b"precious"
     iso.embed_ignition(fcos_iso, CONFIG, output=output, overwrite_output=True)
     assert iso.show_ignition(output) == CONFIG
-    assert not [p for p in tmp_path.iterdir() if p.name.startswith(iso.TEMP_PREFIX)], "temporary file left"
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".part")], "temporary file left"
 
 
 def test_in_place_equals_output_mode(fcos_iso: Path, tmp_path: Path) -> None:
@@ -145,7 +147,7 @@ def test_network_keyfiles_kept_beside_ignition(fcos_iso: Path, tmp_path: Path) -
     keyfile = tmp_path / "eth0.nmconnection"
     keyfile.write_bytes(b"[connection]\nid=eth0\n[ipv4]\nmethod=manual\naddress1=10.0.0.5/24,10.0.0.1\n")
     iso.embed_network(fcos_iso, [keyfile])
-    with pytest.raises(iso.IsoError, match=r"already has embedded network settings; use -f to force\.$"):
+    with pytest.raises(BuildError, match=r"already has embedded network settings; use -f to force\.$"):
         iso.embed_network(fcos_iso, [keyfile])
     iso.embed_ignition(fcos_iso, CONFIG)  # keyfiles don't count as an Ignition config
     assert iso.extract_network(fcos_iso) == {"eth0.nmconnection": keyfile.read_bytes()}
@@ -154,7 +156,7 @@ def test_network_keyfiles_kept_beside_ignition(fcos_iso: Path, tmp_path: Path) -
     iso.embed_network(fcos_iso, [keyfile], force=True)
     iso.remove_network(fcos_iso)
     assert sha256(fcos_iso) == original
-    with pytest.raises(iso.IsoError, match=r"^No embedded network settings\.$"):
+    with pytest.raises(BuildError, match=r"^No embedded network settings\.$"):
         iso.extract_network(fcos_iso)
 
 
@@ -163,7 +165,7 @@ def test_kargs_edit_semantics() -> None:
     assert iso.edit_kargs(base, delete=["b=1"]) == "a c"
     assert iso.edit_kargs(base, append=[" d "], delete=["a"]) == "b=1 c b=1 d"
     assert iso.edit_kargs(base, replace=["b=1=2"]) == "a b=2 c b=2"
-    with pytest.raises(iso.IsoError, match="^Wrong input, format should be: KEY=OLD=NEW$"):
+    with pytest.raises(BuildError, match="^Wrong input, format should be: KEY=OLD=NEW$"):
         iso.edit_kargs(base, replace=["b=1"])
 
 
@@ -175,18 +177,18 @@ def test_kargs_areas_disagree(fcos_iso: Path) -> None:
         handle.seek(second)
         handle.write(b"other\n")
     disagree = r"^kargs don't match at all offsets! \(expected '.*', but offset "
-    with pytest.raises(iso.IsoError, match=disagree):
+    with pytest.raises(BuildError, match=disagree):
         iso.show_kargs(fcos_iso)
 
 
 def test_not_an_iso_and_incomplete(tmp_path: Path, fcos_iso: Path) -> None:
     junk = tmp_path / "junk.iso"
     junk.write_bytes(bytes(64 * 1024))
-    with pytest.raises(iso.IsoError, match="parsing ISO9660 image"):
+    with pytest.raises(BuildError, match="parsing ISO9660 image"):
         iso.show_ignition(junk)
     truncated = tmp_path / "truncated.iso"
     truncated.write_bytes(fcos_iso.read_bytes()[:200 * 1024])
-    with pytest.raises(iso.IsoError, match="^ISO image is incomplete$"):
+    with pytest.raises(BuildError, match="^ISO image is incomplete$"):
         iso.show_ignition(truncated)
 
 
@@ -199,7 +201,7 @@ def test_unrecognized_without_embed_area(tmp_path: Path) -> None:
     image.add_fp(__import__("io").BytesIO(b"hi"), 2, "/README.;1")
     image.write(str(plain))
     image.close()
-    with pytest.raises(iso.IsoError) as error:
+    with pytest.raises(BuildError) as error:
         iso.show_ignition(plain)
     assert error.value.message == "Unrecognized CoreOS ISO image."
     assert "finding initrd embed area" in (error.value.hint or "")
@@ -299,7 +301,7 @@ def test_network_needs_feature(tmp_path: Path) -> None:
     finally:
         os.close(fd)
     unsupported = r"^This OS image does not support customizing network settings\.$"
-    with pytest.raises(iso.IsoError, match=unsupported):
+    with pytest.raises(BuildError, match=unsupported):
         iso.embed_network(path, [tmp_path / "x"])
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from tasks import iso
+from tasks.common import BuildError
 from tests.tools import shared_dir
 
 FIXTURE_NAMES = [
@@ -84,7 +85,7 @@ def test_embed_show_remove_round_trip(fixture_iso: tuple[Path, dict], tmp_path: 
 
     iso.remove_ignition(output)
     assert sha256(output) == original
-    with pytest.raises(iso.IsoError, match=r"^No embedded Ignition config\.$"):
+    with pytest.raises(BuildError, match=r"^No embedded Ignition config\.$"):
         iso.show_ignition(output)
 
 
@@ -92,7 +93,7 @@ def test_in_place_embed_and_force(fixture_iso: tuple[Path, dict]) -> None:
     path, _ = fixture_iso
     original = sha256(path)
     iso.embed_ignition(path, CONFIG)
-    with pytest.raises(iso.IsoError) as error:
+    with pytest.raises(BuildError) as error:
         iso.embed_ignition(path, b"{}")
     assert error.value.message == "This ISO image already has an embedded Ignition config; use -f to force."
     assert iso.show_ignition(path) == CONFIG
@@ -106,7 +107,7 @@ def test_too_large_config(fixture_iso: tuple[Path, dict]) -> None:
     path, expected = fixture_iso
     original = sha256(path)
     config = os.urandom(300 * 1024)  # incompressible: cannot fit 256 KiB
-    with pytest.raises(iso.IsoError, match=r"^Compressed initramfs is too large: \d+ > 262144$") as error:
+    with pytest.raises(BuildError, match=r"^Compressed initramfs is too large: \d+ > 262144$") as error:
         iso.embed_ignition(path, config)
     assert error.value.hint and "config.ign" in error.value.hint
     assert sha256(path) == original
@@ -116,7 +117,7 @@ def test_kargs_show_modify_reset(fixture_iso: tuple[Path, dict], tmp_path: Path)
     path, expected = fixture_iso
     if expected["kargs"] is None:
         for call in (lambda: iso.show_kargs(path), lambda: iso.modify_kargs(path, append=["foo=bar"])):
-            with pytest.raises(iso.IsoError) as error:
+            with pytest.raises(BuildError) as error:
                 call()
             assert error.value.message == "No karg embed areas found; old or corrupted CoreOS ISO image."
         return
@@ -136,7 +137,7 @@ def test_kargs_show_modify_reset(fixture_iso: tuple[Path, dict], tmp_path: Path)
 
     iso.modify_kargs(output, delete=["foo=bar"], replace=["ignition.platform.id=metal=qemu"])
     assert iso.show_kargs(output) == default.replace("platform.id=metal", "platform.id=qemu")
-    with pytest.raises(iso.IsoError, match=r"^kargs too large for area: \d+ vs \d+$"):
+    with pytest.raises(BuildError, match=r"^kargs too large for area: \d+ vs \d+$"):
         iso.modify_kargs(output, append=["x" * size])
     iso.reset_kargs(output)
     assert sha256(output) == original
