@@ -33,9 +33,10 @@ Path("build").mkdir(exist_ok=True)
 
 from tasks.fetch import task_fetch, task_update  # noqa: E402,F401
 from tasks.verify import task_verify  # noqa: E402,F401
+from tasks.doit_glue import OneLineReporter  # noqa: E402
 
 DOIT_CONFIG = {"default_tasks": ["verify"], "dep_file": "build/.doit.json", "backend": "json",
-               "check_file_uptodate": "md5"}
+               "check_file_uptodate": "md5", "reporter": OneLineReporter}
 """
 VERIFIED = Path("build/fcos/fedora-coreos-live.x86_64.iso")
 
