@@ -15,10 +15,12 @@ import json
 import os
 import re
 import sys
+import types
+import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from tasks.common import KEYS_DIR, BuildError
 
@@ -61,8 +63,8 @@ class ConfigError(BuildError):
 
 @dataclass(frozen=True)
 class Fcos:
-    stream: str = "stable"
-    architecture: str = "x86_64"
+    stream: str = field(default="stable", metadata={"choices": STREAMS})
+    architecture: str = field(default="x86_64", metadata={"choices": ARCHITECTURES})
     release: str | None = None
     stream_url: str | None = None
     mirror: str | None = None
@@ -91,7 +93,7 @@ class K3s:
     disable: tuple[str, ...] = ()
     server_config: Mapping[str, Any] = field(default_factory=dict)
     agent_config: Mapping[str, Any] = field(default_factory=dict)
-    manifests: tuple[Manifest, ...] = ()
+    manifests: tuple[Manifest, ...] = field(default=(), metadata={"json": dict})  # {name: path} in the file
     join_stagger_seconds: int = 60
 
 
@@ -111,10 +113,10 @@ class Network:
 @dataclass(frozen=True)
 class Node:
     name: str
-    role: str
-    iso_name: str
+    role: str = field(metadata={"choices": ROLES})
+    iso_name: str = field(metadata={"default": "the node's name"})
     disk: str = "auto"
-    after_install: str = "reboot"
+    after_install: str = field(default="reboot", metadata={"choices": AFTER_INSTALL})
     network: Network | None = None
 
 
@@ -124,18 +126,21 @@ class SshKey:
     line: str
 
 
+NOT_IN_FILE = {"in_file": False}  # filled in by load(), not written in the config file
+
+
 @dataclass(frozen=True)
 class Config:
-    source: str
-    name: str
-    fcos: Fcos
-    k3s: K3s
-    install: Install
-    nodes: tuple[Node, ...]
-    ssh_keys: tuple[SshKey, ...] = ()
-    # Why keys/ cannot be used, if it cannot: render fails with it, while `doit list`, `doit clean`
-    # and the CI's config queries still work on a checkout without keys.
-    ssh_keys_problem: str | None = None
+    source: str = field(metadata=NOT_IN_FILE)
+    name: str = "k3s"
+    fcos: Fcos = field(default_factory=Fcos)
+    k3s: K3s = field(default_factory=K3s)
+    install: Install = field(default_factory=Install)
+    nodes: tuple[Node, ...] = (Node(name="k3s-server-1", role="server", iso_name="k3s-server-1"),)
+    ssh_keys: tuple[SshKey, ...] = field(default=(), metadata=NOT_IN_FILE)
+    # Why keys/ cannot be used, if it cannot: fetch and render fail with it, while `doit list`,
+    # `doit clean` and the CI's config queries still work on a checkout without keys.
+    ssh_keys_problem: str | None = field(default=None, metadata=NOT_IN_FILE)
 
     @property
     def first_server(self) -> Node:
@@ -151,50 +156,74 @@ class Config:
         return f"https://{host}:6443"
 
     def template_input(self) -> dict[str, Any]:
-        """Everything the jsonnet templates read, defaults filled in; never the token."""
+        """Everything the jsonnet templates read: the config file's fields as parsed, defaults filled
+        in, plus what is worked out from them; never the token."""
+        k3s = {**as_json(self.k3s), "channel": None if self.k3s.version else self.k3s.channel,
+               "server_url": self.join_url, "manifests": {m.name: m.content for m in self.k3s.manifests}}
         return {
-            "name": self.name,
-            "fcos": {"stream": self.fcos.stream, "architecture": self.fcos.architecture},
-            "k3s": {
-                "version": self.k3s.version,
-                "channel": None if self.k3s.version else self.k3s.channel,
-                "install_script_url": self.k3s.install_script_url,
-                "install_script_sha256": self.k3s.install_script_sha256,
-                "server_url": self.join_url,
-                "disable": list(self.k3s.disable),
-                "server_config": dict(self.k3s.server_config),
-                "agent_config": dict(self.k3s.agent_config),
-                "manifests": {m.name: m.content for m in self.k3s.manifests},
-                "join_stagger_seconds": self.k3s.join_stagger_seconds,
-            },
-            "install": {"countdown_seconds": self.install.countdown_seconds},
-            "nodes": [node_input(node, index) for index, node in enumerate(self.nodes)],
+            **{name: as_json(getattr(self, name)) for name in file_fields(Config)},
+            "k3s": k3s,
+            "nodes": [{**as_json(node), "index": index} for index, node in enumerate(self.nodes)],
             "first_server": self.first_server.name,
             "ssh_authorized_keys": [key.line for key in self.ssh_keys],
         }
 
 
-def node_input(node: Node, index: int) -> dict[str, Any]:
-    network = None
-    if node.network:
-        network = {"interface": node.network.interface, "address": node.network.address,
-                   "gateway": node.network.gateway, "dns": list(node.network.dns)}
-    return {"name": node.name, "role": node.role, "index": index, "iso_name": node.iso_name,
-            "disk": node.disk, "after_install": node.after_install, "network": network}
+def as_json(value: object) -> Any:
+    """A parsed value as the templates see it: dataclasses as objects, tuples as lists."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: as_json(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, tuple | list):
+        return [as_json(item) for item in value]
+    if isinstance(value, Mapping):
+        return {key: as_json(item) for key, item in value.items()}
+    return value
 
 
-# --- parsing: pure functions over the evaluated jsonnet --------------------------------------------
+# --- the schema: the dataclasses above -------------------------------------------------------------
 
-T = TypeVar("T")
+def file_fields(schema: type) -> tuple[str, ...]:
+    """The fields a config file may set for this dataclass, in declaration order."""
+    return tuple(f.name for f in dataclasses.fields(schema) if f.metadata.get("in_file", True))
+
+
+def default_of(schema: type, name: str) -> Any:
+    """The dataclass default of a field; None for a required one."""
+    spec = {f.name: f for f in dataclasses.fields(schema)}[name]
+    if spec.default is not dataclasses.MISSING:
+        return spec.default
+    if spec.default_factory is not dataclasses.MISSING:
+        return spec.default_factory()
+    return None
+
+
+def json_kind(schema: type, name: str) -> type:
+    """The JSON type a field takes in the file, from its annotation: str, int, list or dict."""
+    spec = {f.name: f for f in dataclasses.fields(schema)}[name]
+    if "json" in spec.metadata:
+        kind: type = spec.metadata["json"]
+        return kind
+    hint = typing.get_type_hints(schema)[name]
+    options = [option for option in typing.get_args(hint) if option is not type(None)] \
+        if isinstance(hint, types.UnionType) else [hint]
+    origin = typing.get_origin(options[0]) or options[0]
+    if origin in (tuple, list):
+        return list
+    if origin is Mapping or dataclasses.is_dataclass(origin):
+        return dict
+    assert origin in (str, int), f"{schema.__name__}.{name}: no JSON type for {hint}"
+    return origin  # type: ignore[no-any-return]
 
 
 class _Fields:
-    """Reads one JSON object, naming `where.field` in errors and refusing unknown fields."""
+    """Reads one JSON object against its dataclass: refuses unknown fields, checks types, fills in
+    defaults, and names `where.field` in errors."""
 
-    def __init__(self, source: str, where: str, raw: object, known: tuple[str, ...]) -> None:
-        self.source, self.where = source, where
+    def __init__(self, source: str, where: str, raw: object, schema: type) -> None:
+        self.source, self.where, self.schema = source, where, schema
         if not isinstance(raw, dict):
             raise self.error("", f"must be an object, got {type_name(raw)}")
+        known = file_fields(schema)
         unknown = sorted(set(raw) - set(known))
         if unknown:
             raise self.error(unknown[0], f"unknown field (known fields: {', '.join(known)})")
@@ -206,24 +235,27 @@ class _Fields:
     def error(self, name: str, message: str) -> ConfigError:
         return ConfigError(f"{self.source}: {self.path(name) or '(top level)'}: {message}")
 
-    def get(self, name: str, kind: type[T] | tuple[type, ...], default: Any) -> Any:
+    def given(self, name: str) -> Any:
+        """The value in the file, type-checked; None when absent."""
         value = self.raw.get(name)
-        if value is None:
-            return default
-        if not isinstance(value, kind) or (isinstance(value, bool) and kind is int):
-            expected = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
-            raise self.error(name, f"must be {json_type(expected)}, got {type_name(value)}")
+        kind = json_kind(self.schema, name)
+        if value is not None and (not isinstance(value, kind) or (isinstance(value, bool) and kind is int)):
+            raise self.error(name, f"must be {json_type(kind.__name__)}, got {type_name(value)}")
         return value
 
-    def choice(self, name: str, choices: tuple[str, ...], default: str) -> str:
-        value: str = self.get(name, str, default)
-        if value not in choices:
+    def get(self, name: str) -> Any:
+        """The value in the file, else the dataclass default; one of the field's choices, if it has any."""
+        value = self.given(name)
+        if value is None:
+            return default_of(self.schema, name)
+        choices = {f.name: f for f in dataclasses.fields(self.schema)}[name].metadata.get("choices")
+        if choices and value not in choices:
             raise self.error(name, f"must be one of {', '.join(choices)}, got {value!r}")
         return value
 
     def strings(self, name: str, check: Callable[[str], bool] | None = None,
                 what: str = "") -> tuple[str, ...]:
-        values = self.get(name, list, [])
+        values = self.given(name) or []
         for i, value in enumerate(values):
             if not isinstance(value, str) or (check and not check(value)):
                 raise self.error(f"{name}[{i}]", f"must be {what or 'a string'}, got {value!r}")
@@ -243,29 +275,23 @@ def type_name(value: object) -> str:
 
 def parse(raw: object, source: str, *, ssh_keys: tuple[SshKey, ...] = (),
           read_file: Callable[[str], str] | None = None) -> Config:
-    top = _Fields(source, "", raw, ("name", "fcos", "k3s", "install", "nodes"))
-    name = top.get("name", str, "k3s")
+    top = _Fields(source, "", raw, Config)
+    name = top.get("name")
     if not RFC1123_LABEL.match(name):
         raise top.error("name", f"must be an RFC 1123 label (a-z, 0-9, '-'), got {name!r}")
-    nodes = parse_nodes(source, top.get("nodes", list, [{"name": "k3s-server-1", "role": "server"}]))
-    k3s = parse_k3s(_Fields(source, "k3s", top.get("k3s", dict, {}), K3S_FIELDS), read_file)
+    raw_nodes = top.given("nodes")
+    nodes = default_of(Config, "nodes") if raw_nodes is None else parse_nodes(source, raw_nodes)
+    k3s = parse_k3s(_Fields(source, "k3s", top.given("k3s") or {}, K3s), read_file)
     if not any(node.role == "server" for node in nodes):
         raise top.error("nodes", "needs at least one node with role 'server' (the first starts the cluster)")
-    return Config(source=source, name=name, fcos=parse_fcos(_Fields(source, "fcos", top.get("fcos", dict, {}),
-                  FCOS_FIELDS), Path(source).parent), k3s=k3s, install=parse_install(_Fields(
-                  source, "install", top.get("install", dict, {}), ("countdown_seconds",))),
-                  nodes=nodes, ssh_keys=ssh_keys)
-
-
-FCOS_FIELDS = ("stream", "architecture", "release", "stream_url", "mirror", "keyring", "fingerprints")
-K3S_FIELDS = ("version", "channel", "install_script_url", "install_script_sha256", "server_url", "disable",
-              "server_config", "agent_config", "manifests", "join_stagger_seconds")
-NODE_FIELDS = ("name", "role", "iso_name", "disk", "after_install", "network")
+    fcos = parse_fcos(_Fields(source, "fcos", top.given("fcos") or {}, Fcos), Path(source).parent)
+    install = parse_install(_Fields(source, "install", top.given("install") or {}, Install))
+    return Config(source=source, name=name, fcos=fcos, k3s=k3s, install=install, nodes=nodes, ssh_keys=ssh_keys)
 
 
 def parse_fcos(f: _Fields, config_dir: Path) -> Fcos:
     for url_field in ("stream_url", "mirror"):
-        url = f.get(url_field, str, None)
+        url = f.get(url_field)
         if url is not None and not url.startswith(("http://", "https://", "file://")):
             raise f.error(url_field, f"must be an http://, https:// or file:// URL, got {url!r}")
     fingerprints = tuple(fp.replace(" ", "").upper() for fp in f.strings("fingerprints"))
@@ -274,15 +300,10 @@ def parse_fcos(f: _Fields, config_dir: Path) -> Fcos:
             raise f.error(f"fingerprints[{i}]", "must be a full 40-hex-digit OpenPGP fingerprint")
     if "fingerprints" in f.raw and not fingerprints:
         raise f.error("fingerprints", "must list at least one trusted key")
-    return Fcos(
-        stream=f.choice("stream", STREAMS, "stable"),
-        architecture=f.choice("architecture", ARCHITECTURES, "x86_64"),
-        release=f.get("release", str, None),
-        stream_url=f.get("stream_url", str, None),
-        mirror=f.get("mirror", str, None),
-        keyring=resolve_local(f.get("keyring", str, FEDORA_KEYRING_URL), config_dir),
-        fingerprints=fingerprints or FEDORA_FINGERPRINTS,
-    )
+    return Fcos(stream=f.get("stream"), architecture=f.get("architecture"), release=f.get("release"),
+                stream_url=f.get("stream_url"), mirror=f.get("mirror"),
+                keyring=resolve_local(f.get("keyring"), config_dir),
+                fingerprints=fingerprints or f.get("fingerprints"))
 
 
 def resolve_local(path_or_url: str, config_dir: Path) -> str:
@@ -293,37 +314,34 @@ def resolve_local(path_or_url: str, config_dir: Path) -> str:
 
 
 def parse_k3s(f: _Fields, read_file: Callable[[str], str] | None) -> K3s:
-    version = f.get("version", str, None)
-    channel = f.get("channel", str, "stable")
-    sha256 = f.get("install_script_sha256", str, None)
+    sha256 = f.get("install_script_sha256")
     if sha256 is not None and not SHA256_HEX.match(sha256):
         raise f.error("install_script_sha256", "must be 64 lowercase hex digits")
-    server_url = f.get("server_url", str, None)
+    server_url = f.get("server_url")
     if server_url is not None and not re.match(r"^https://[^/\s]+(:\d+)?/?$", server_url):
         raise f.error("server_url", f"must look like https://HOST:6443, got {server_url!r}")
     manifests = []
-    for name, path in sorted(f.get("manifests", dict, {}).items()):
+    for name, path in sorted((f.given("manifests") or {}).items()):
         if not RFC1123_LABEL.match(name):
             raise f.error(f"manifests.{name}", "name must be an RFC 1123 label (a-z, 0-9, '-')")
         if not isinstance(path, str):
             raise f.error(f"manifests.{name}", "must be the path of a YAML file")
         content = read_file(path) if read_file else ""
         manifests.append(Manifest(name=name, path=path, content=content))
-    stagger = f.get("join_stagger_seconds", int, 60)
+    stagger = f.get("join_stagger_seconds")
     if stagger < 0:
         raise f.error("join_stagger_seconds", "must not be negative")
     return K3s(
-        version=version, channel=channel,
-        install_script_url=f.get("install_script_url", str, "https://get.k3s.io"),
+        version=f.get("version"), channel=f.get("channel"), install_script_url=f.get("install_script_url"),
         install_script_sha256=sha256, server_url=server_url,
         disable=f.strings("disable", lambda s: bool(RFC1123_LABEL.match(s)), "a component name"),
-        server_config=f.get("server_config", dict, {}), agent_config=f.get("agent_config", dict, {}),
+        server_config=f.get("server_config"), agent_config=f.get("agent_config"),
         manifests=tuple(manifests), join_stagger_seconds=stagger,
     )
 
 
 def parse_install(f: _Fields) -> Install:
-    countdown = f.get("countdown_seconds", int, 10)
+    countdown = f.get("countdown_seconds")
     if not 0 <= countdown <= 3600:
         raise f.error("countdown_seconds", "must be between 0 and 3600")
     return Install(countdown_seconds=countdown)
@@ -334,45 +352,42 @@ def parse_nodes(source: str, raw_nodes: list[Any]) -> tuple[Node, ...]:
         raise ConfigError(f"{source}: nodes: must list at least one node")
     nodes: list[Node] = []
     for i, raw in enumerate(raw_nodes):
-        f = _Fields(source, f"nodes[{i}]", raw, NODE_FIELDS)
-        name = f.get("name", str, None)
+        f = _Fields(source, f"nodes[{i}]", raw, Node)
+        name = f.given("name")
         if name is None:
             raise f.error("name", "is required")
         if not RFC1123_LABEL.match(name):
             raise f.error("name", f"must be a hostname label (a-z, 0-9, '-'), got {name!r}")
         if any(node.name == name for node in nodes):
             raise f.error("name", f"duplicate node name {name!r}")
-        role = f.get("role", str, None)
-        if role is None:
+        if f.given("role") is None:
             raise f.error("role", f"is required ({' or '.join(ROLES)})")
-        role = f.choice("role", ROLES, role)
-        iso_name = f.get("iso_name", str, name)
+        iso_name = f.given("iso_name") or name
         if not re.match(r"^[A-Za-z0-9][A-Za-z0-9._-]*$", iso_name) or iso_name.endswith(".iso"):
             raise f.error("iso_name", f"must be a plain file name without .iso, got {iso_name!r}")
         if any(node.iso_name == iso_name for node in nodes):
             raise f.error("iso_name", f"duplicate ISO name {iso_name!r}")
-        disk = f.get("disk", str, "auto")
+        disk = f.get("disk")
         if disk != "auto" and not disk.startswith("/dev/"):
             raise f.error("disk", f"must be 'auto' or a /dev/disk/by-id/... path, got {disk!r}")
         if re.fullmatch(r"/dev/nvme\d+", disk):
             raise f.error("disk", f"{disk} is an NVMe controller; the disk is its namespace, e.g. {disk}n1")
-        nodes.append(Node(name=name, role=role, iso_name=iso_name, disk=disk,
-                          after_install=f.choice("after_install", AFTER_INSTALL, "reboot"),
-                          network=parse_network(source, f"nodes[{i}].network", f.get("network", dict, None))))
+        nodes.append(Node(name=name, role=f.get("role"), iso_name=iso_name, disk=disk,
+                          after_install=f.get("after_install"),
+                          network=parse_network(source, f"nodes[{i}].network", f.given("network"))))
     return tuple(nodes)
 
 
 def parse_network(source: str, where: str, raw: object) -> Network | None:
     if raw is None:
         return None
-    f = _Fields(source, where, raw, ("interface", "address", "gateway", "dns"))
-    interface, address = f.get("interface", str, None), f.get("address", str, None)
+    f = _Fields(source, where, raw, Network)
+    interface, address = f.given("interface"), f.given("address")
     if not interface:
         raise f.error("interface", "is required for a static address (e.g. 'enp1s0')")
     if not address or not re.fullmatch(r"[0-9a-fA-F:.]+/\d{1,3}", address):
         raise f.error("address", f"must be an address with prefix length, e.g. 192.168.1.10/24, got {address!r}")
-    return Network(interface=interface, address=address, gateway=f.get("gateway", str, None),
-                   dns=f.strings("dns"))
+    return Network(interface=interface, address=address, gateway=f.get("gateway"), dns=f.strings("dns"))
 
 
 # --- SSH keys ---------------------------------------------------------------------------------------

@@ -327,6 +327,6 @@ def task_fetch() -> TaskDict:
 
 
 def task_update() -> TaskDict:
-    """Re-read the FCOS stream and download a newer release if there is one (then run doit)"""
+    """Re-read the FCOS stream and download a newer release if there is one (then run doit)."""
     fcos = config_module.current().fcos
     return {"actions": [(update, [fcos, FcosFiles(fcos.architecture), retry_policy()])], "verbosity": 2}

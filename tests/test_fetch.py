@@ -11,105 +11,26 @@ import json
 import os
 import shutil
 import subprocess
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tasks import fetch as fetch_module
-from tasks.common import BuildError, FcosFiles
-from tasks.config import Fcos
-from tasks.download import RetryPolicy, download
+from tasks.common import BuildError
+from tasks.download import download
 from tasks.fetch import (
     UPSTREAM,
-    fetch_release,
     iso_from_meta,
     iso_from_stream,
     mirrored,
     parse_stream,
     version_key,
 )
-from tasks.verify import verify_release
-from tests.mirror import Mirror, publish_fcos, sha256_file
-from tests.signing import SigningKey
-from tests.tools import shared_dir
-
-POLICY = RetryPolicy(attempts=3, backoff=0.01, timeout=5)
-RELEASE = "44.20260707.3.1"
-NEWER = "44.20260721.3.0"
-ISO_SIZE = 3_000_000
-FILES = FcosFiles("x86_64")
-
-
-@dataclass
-class Site:
-    mirror: Mirror
-    key: SigningKey
-    iso: Path  # the pristine ISO as published
-    published: dict[str, str]
-    fcos: Fcos
-    project: Path
-
-    @property
-    def iso_rel(self) -> str:
-        return self.published["iso_relpath"]
-
-    def fetch(self, **kwargs: Any) -> fetch_module.Release:
-        return fetch_release(self.fcos, FILES, POLICY, **kwargs)
-
-    def verify(self, pinned: tuple[str, ...] | None = None) -> dict[str, Any]:
-        return verify_release(FILES, pinned or (self.key.fingerprint,))
-
-    def publish(self, iso: Path, **kwargs: Any) -> dict[str, str]:
-        kwargs.setdefault("base_url", self.mirror.url(""))
-        self.published = publish_fcos(self.mirror.root, iso, kwargs.pop("key", self.key), **kwargs)
-        return self.published
-
-
-def fcos_for(published: dict[str, str]) -> Fcos:
-    return Fcos(stream_url=published["stream_url"], keyring=published["keyring_url"])
-
-
-@pytest.fixture(scope="session")
-def signing_key(tmp_path_factory: pytest.TempPathFactory) -> SigningKey:
-    return SigningKey.generate(tmp_path_factory.mktemp("signer"))
-
-
-@pytest.fixture(scope="session")
-def other_key(tmp_path_factory: pytest.TempPathFactory) -> SigningKey:
-    return SigningKey.generate(tmp_path_factory.mktemp("other"), name="Someone Else")
-
-
-@pytest.fixture(scope="session")
-def iso_bytes() -> bytes:
-    return os.urandom(ISO_SIZE)
-
-
-@pytest.fixture
-def site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, signing_key: SigningKey, iso_bytes: bytes):
-    project = tmp_path / "project"
-    project.mkdir()
-    monkeypatch.chdir(project)
-    iso = tmp_path / "fcos.iso"
-    iso.write_bytes(iso_bytes)
-    with Mirror(tmp_path / "mirror") as mirror:
-        published = publish_fcos(mirror.root, iso, signing_key, base_url=mirror.url(""))
-        yield Site(mirror=mirror, key=signing_key, iso=iso, published=published,
-                   fcos=fcos_for(published), project=project)
-
-
-def one_line_error(excinfo: pytest.ExceptionInfo[BuildError], *needles: str) -> str:
-    text = excinfo.value.line  # what the user sees: the message and the hint
-    assert "\n" not in text, text
-    for needle in needles:
-        assert needle in text, text
-    return text
-
-
-def assert_nothing_verified() -> None:
-    assert not FILES.verified_iso.exists()
-    assert not FILES.verified_stamp.exists()
+from tests.fcos_site import FILES, ISO_SIZE, NEWER, POLICY, RELEASE, Site, one_line_error
+from tests.mirror import Mirror, publish_fcos
+from tests.tools import sha256_file, shared_dir
 
 
 def iso_gets(site: Site) -> list[tuple[str, str, str | None]]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import subprocess
@@ -15,13 +14,10 @@ from tasks import iso
 from tasks.common import BuildError
 from tasks.iso import iso9660
 from tests.synthetic_iso import DEFAULT_KARGS, build_fcos_iso
-from tests.tools import REPO
+from tests.tools import REPO, sha256_file
 
 CONFIG = b'{"ignition":{"version":"3.4.0"},"passwd":{"users":[{"name":"core"}]}}\n'
 
-
-def sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def cli(*args: str | Path, stdin: bytes = b"") -> subprocess.CompletedProcess[bytes]:
@@ -32,13 +28,6 @@ def cli(*args: str | Path, stdin: bytes = b"") -> subprocess.CompletedProcess[by
         cwd=REPO,
         timeout=60,
     )
-
-
-@pytest.fixture
-def fcos_iso(tmp_path: Path) -> Path:
-    path = tmp_path / "fcos.iso"
-    build_fcos_iso(path)
-    return path
 
 
 # ---------------------------------------------------------------------------------------------- cpio
@@ -139,11 +128,11 @@ def test_in_place_equals_output_mode(fcos_iso: Path, tmp_path: Path) -> None:
     iso.modify_kargs(output, append=["console=ttyS0"])
     iso.embed_ignition(fcos_iso, CONFIG)
     iso.modify_kargs(fcos_iso, append=["console=ttyS0"])
-    assert sha256(output) == sha256(fcos_iso)
+    assert sha256_file(output) == sha256_file(fcos_iso)
 
 
 def test_network_keyfiles_kept_beside_ignition(fcos_iso: Path, tmp_path: Path) -> None:
-    original = sha256(fcos_iso)
+    original = sha256_file(fcos_iso)
     keyfile = tmp_path / "eth0.nmconnection"
     keyfile.write_bytes(b"[connection]\nid=eth0\n[ipv4]\nmethod=manual\naddress1=10.0.0.5/24,10.0.0.1\n")
     iso.embed_network(fcos_iso, [keyfile])
@@ -155,7 +144,7 @@ def test_network_keyfiles_kept_beside_ignition(fcos_iso: Path, tmp_path: Path) -
     assert iso.extract_network(fcos_iso) == {"eth0.nmconnection": keyfile.read_bytes()}
     iso.embed_network(fcos_iso, [keyfile], force=True)
     iso.remove_network(fcos_iso)
-    assert sha256(fcos_iso) == original
+    assert sha256_file(fcos_iso) == original
     with pytest.raises(BuildError, match=r"^No embedded network settings\.$"):
         iso.extract_network(fcos_iso)
 
@@ -210,7 +199,7 @@ def test_unrecognized_without_embed_area(tmp_path: Path) -> None:
 def test_copy_file(tmp_path: Path, fcos_iso: Path) -> None:
     copy = tmp_path / "copy.iso"
     iso.copy_file(fcos_iso, copy)
-    assert sha256(copy) == sha256(fcos_iso)
+    assert sha256_file(copy) == sha256_file(fcos_iso)
 
 
 def test_padded_iso_is_sparse_friendly(tmp_path: Path) -> None:
@@ -225,7 +214,7 @@ def test_padded_iso_is_sparse_friendly(tmp_path: Path) -> None:
 
 
 def test_cli_round_trip(fcos_iso: Path, tmp_path: Path) -> None:
-    original = sha256(fcos_iso)
+    original = sha256_file(fcos_iso)
     config_file = tmp_path / "config.ign"
     config_file.write_bytes(CONFIG)
     output = tmp_path / "custom.iso"
@@ -248,14 +237,14 @@ def test_cli_round_trip(fcos_iso: Path, tmp_path: Path) -> None:
     assert cli("kargs", "show", "-d", output).stdout.decode() == DEFAULT_KARGS + "\n"
     assert cli("kargs", "reset", output).returncode == 0
     assert cli("ignition", "remove", output).returncode == 0
-    assert sha256(output) == original
+    assert sha256_file(output) == original
 
     streamed = tmp_path / "streamed.iso"
     with open(streamed, "wb") as handle:
         subprocess.run([sys.executable, "-m", "tasks.iso", "ignition", "embed", "-o", "-", str(fcos_iso)],
                        input=CONFIG, stdout=handle, cwd=REPO, check=True, timeout=60)
     iso.embed_ignition(fcos_iso, CONFIG)
-    assert sha256(streamed) == sha256(fcos_iso)
+    assert sha256_file(streamed) == sha256_file(fcos_iso)
 
 
 def test_cli_errors_are_one_line(tmp_path: Path, fcos_iso: Path) -> None:
@@ -337,5 +326,5 @@ def test_sha256_patched_is_the_sha256_of_the_patched_copy(tmp_path: Path) -> Non
     patches = iso.ignition_patches(source, b'{"ignition":{"version":"3.3.0"}}')
     patched = tmp_path / "out.iso"
     iso.apply_patches(source, patches, output=patched)
-    assert iso.sha256_patched(source, patches) == hashlib.sha256(patched.read_bytes()).hexdigest()
-    assert iso.sha256_patched(source, []) == hashlib.sha256(source.read_bytes()).hexdigest()
+    assert iso.sha256_patched(source, patches) == sha256_file(patched)
+    assert iso.sha256_patched(source, []) == sha256_file(source)

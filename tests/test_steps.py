@@ -52,8 +52,8 @@ def test_rendered_yaml_keeps_strings_strings_and_scripts_readable() -> None:
 
 def test_rendered_yaml_reads_the_same_in_our_yaml_v3_transpiler() -> None:
     butane = pytest.importorskip("butane")
-    files = [{"path": f"/etc/{name}", "contents": {"inline": value}}
-             for name, value in (("a", "0644"), ("b", "on"), ("c", "#!/bin/sh\necho hi\n"), ("d", "1e3"), ("e", "null"))]
+    values = (("a", "0644"), ("b", "on"), ("c", "#!/bin/sh\necho hi\n"), ("d", "1e3"), ("e", "null"))
+    files = [{"path": f"/etc/{name}", "contents": {"inline": value}} for name, value in values]
     text = render.to_butane_yaml({"variant": "fcos", "version": "1.4.0", "storage": {"files": files}})
     ignition, warnings = butane.transpile(text, strict=True)
     assert not warnings

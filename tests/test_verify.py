@@ -13,15 +13,10 @@ import pytest
 
 from tasks.common import BuildError, FcosFiles
 from tasks.verify import good_signature, parse_key_listing, trusted_keys, verify
-from tests import test_fetch
+from tests.fcos_site import FILES, ISO_SIZE, NEWER, POLICY, RELEASE, Site, assert_nothing_verified, one_line_error
 from tests.mirror import publish_fcos
 from tests.signing import SigningKey
 from tests.tools import REPO
-from tests.test_fetch import FILES, ISO_SIZE, NEWER, POLICY, RELEASE, Site, assert_nothing_verified, one_line_error
-
-# The fixtures test_fetch.py defines (a mirror with a signed ISO, in a fresh project directory).
-site, signing_key, other_key, iso_bytes = test_fetch.site, test_fetch.signing_key, test_fetch.other_key, \
-    test_fetch.iso_bytes
 
 
 def rejected_files() -> list[str]:
@@ -228,7 +223,7 @@ def test_failing_gpg_export_is_a_tool_failure_and_keeps_the_download(
 KILLED_PUBLISH = """
 import os, shutil, signal, sys
 from tasks import verify
-from tests.test_fetch import FILES
+from tests.fcos_site import FILES
 
 def no_hard_links(*args, **kwargs):
     raise OSError(18, "Invalid cross-device link")

@@ -8,18 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from tasks.common import BuildError
-from tasks.iso.api import (
-    embed_ignition,
-    embed_network,
-    extract_network,
-    modify_kargs,
-    remove_ignition,
-    remove_network,
-    reset_iso,
-    reset_kargs,
-    show_ignition,
-    show_kargs,
-)
+from tasks.iso import api
 
 DESCRIPTION = "Embed, show and remove Ignition configs, network keyfiles and kernel arguments in CoreOS live ISOs."
 
@@ -98,7 +87,7 @@ def _write_stdout(data: bytes) -> None:
 
 
 def _extract_network_cli(iso: Path, directory: Path | None) -> None:
-    files = extract_network(iso)
+    files = api.extract_network(iso)
     if directory is None:
         for index, (name, data) in enumerate(files.items()):
             _write_stdout((b"\n" if index else b"") + f"########## {name} ##########\n".encode() + data)
@@ -120,25 +109,25 @@ def run(argv: Sequence[str]) -> None:
     command = (args.group, getattr(args, "command", None))
     output: Path | None = getattr(args, "output", None)
     if command == ("ignition", "embed"):
-        embed_ignition(args.input, _read_config(args.ignition_file), force=args.force, output=output)
+        api.embed_ignition(args.input, _read_config(args.ignition_file), force=args.force, output=output)
     elif command == ("ignition", "show"):
-        _write_stdout(show_ignition(args.input))
+        _write_stdout(api.show_ignition(args.input))
     elif command == ("ignition", "remove"):
-        remove_ignition(args.input, output=output)
+        api.remove_ignition(args.input, output=output)
     elif command == ("kargs", "show"):
-        print(show_kargs(args.input, default=args.default))
+        print(api.show_kargs(args.input, default=args.default))
     elif command == ("kargs", "modify"):
-        modify_kargs(args.input, append=args.append, delete=args.delete, replace=args.replace, output=output)
+        api.modify_kargs(args.input, append=args.append, delete=args.delete, replace=args.replace, output=output)
     elif command == ("kargs", "reset"):
-        reset_kargs(args.input, output=output)
+        api.reset_kargs(args.input, output=output)
     elif command == ("network", "embed"):
-        embed_network(args.input, args.keyfile, force=args.force, output=output)
+        api.embed_network(args.input, args.keyfile, force=args.force, output=output)
     elif command == ("network", "extract"):
         _extract_network_cli(args.input, args.directory)
     elif command == ("network", "remove"):
-        remove_network(args.input, output=output)
+        api.remove_network(args.input, output=output)
     elif command == ("reset", None):
-        reset_iso(args.input, output=output)
+        api.reset_iso(args.input, output=output)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
