@@ -7,20 +7,8 @@ import shutil
 import statistics
 from pathlib import Path
 
-from tests.bench.harness import (
-    NODE,
-    Bench,
-    MiB,
-    Row,
-    Run,
-    ScenarioError,
-    fmt_s,
-    interleave,
-    measure,
-    median,
-    settle,
-    spread,
-)
+from tests.bench import harness
+from tests.bench.harness import Bench, Run
 
 
 def baseline_steps(work: Path, gnupg: Path, published: dict[str, str]) -> list[tuple[str, list[str]]]:
@@ -34,7 +22,7 @@ def baseline_steps(work: Path, gnupg: Path, published: dict[str, str]) -> list[t
         ("gpgv", ["gpg", "--batch", "--homedir", os.fspath(gnupg), "--dearmor", "-o", os.fspath(keyring),
                   os.fspath(ring)]),
         ("gpgv", ["gpgv", "--keyring", os.fspath(keyring), os.fspath(sig), os.fspath(iso)]),
-        ("cp", ["cp", os.fspath(iso), os.fspath(work / f"{NODE}.iso")]),
+        ("cp", ["cp", os.fspath(iso), os.fspath(work / f"{harness.NODE}.iso")]),
     ]
 
 
@@ -55,18 +43,18 @@ def run(bench: Bench) -> None:
 
     def pipeline() -> Run:
         shutil.rmtree(project.root / "build", ignore_errors=True)
-        settle(*upstream)
+        harness.settle(*upstream)
         run = bench.doit(project, "--reporter", "json").check("cold doit")
-        if f"embed:{NODE}" not in bench.executed(run):
-            raise ScenarioError(f"cold doit did not embed:\n{run.stdout[-2000:]}")
+        if f"embed:{harness.NODE}" not in bench.executed(run):
+            raise harness.ScenarioError(f"cold doit did not embed:\n{run.stdout[-2000:]}")
         return run
 
     def baseline() -> Run:
         shutil.rmtree(work, ignore_errors=True)
         work.mkdir()
-        settle(*upstream)
+        harness.settle(*upstream)
         steps = baseline_steps(work, gnupg, published)
-        runs = [(kind, measure(argv, cwd=work).check(f"baseline {argv[0]}")) for kind, argv in steps]
+        runs = [(kind, harness.measure(argv, cwd=work).check(f"baseline {argv[0]}")) for kind, argv in steps]
         for kind in parts:
             parts[kind].append(sum(run.seconds for k, run in runs if k == kind))
         total = runs[0][1]
@@ -79,40 +67,23 @@ def run(bench: Bench) -> None:
             total.stderr,
         )
 
-    ours, theirs = interleave(bench.repeats(3), pipeline, baseline)
+    ours, theirs = harness.interleave(bench.repeats(3), pipeline, baseline)
     bench.cold_runs = ours
-    ratio = median(ours) / median(theirs)
-    bench.rows.append(
-        Row(
-            "cold build from the loopback mirror",
-            fmt_s(median(ours)),
-            f"curl -o + gpgv + cp: {fmt_s(median(theirs))}",
-            ratio,
-            "≤ 1.3x",
-            ratio <= 1.3,
-            f"range {spread(ours)} vs {spread(theirs)}",
-        )
-    )
-    steps = [bench.step_times(run) for run in ours]
-    names = sorted(
-        {name for step in steps for name in step},
-        key=lambda n: -statistics.median(step.get(n, 0.0) for step in steps),
-    )
-    breakdown = ", ".join(
-        f"{name} {fmt_s(statistics.median(s.get(name, 0.0) for s in steps))}" for name in names
-    )
-    accounted = statistics.median(sum(step.values()) for step in steps)
+    bench.rows.append(harness.compared(
+        "cold build from the loopback mirror", ours, "curl -o + gpgv + cp", harness.median(theirs), goal="≤ 1.3x",
+        limit=1.3, note=f"range {harness.spread(ours)} vs {harness.spread(theirs)}"))
+    breakdown, accounted = bench.step_breakdown(ours)
     bench.profile(
         "cold build", lambda: shutil.rmtree(project.root / "build", ignore_errors=True), upstream
     )
     bench.notes.append(
         f"cold build, median per doit step: {breakdown}; doit startup and up-to-date checks "
-        f"{fmt_s(median(ours) - accounted)}"
+        f"{harness.fmt_s(harness.median(ours) - accounted)}"
     )
-    size_mb = bench.args.iso_mb * MiB / 1e6
+    size_mb = bench.args.iso_mb * harness.MiB / 1e6
     curl_s = statistics.median(parts["curl"])
     bench.notes.append(
-        f"cold baseline, median per tool: curl {fmt_s(curl_s)} "
+        f"cold baseline, median per tool: curl {harness.fmt_s(curl_s)} "
         f"({size_mb / curl_s:.0f} MB/s from the Python mirror), "
-        f"gpgv {fmt_s(statistics.median(parts['gpgv']))}, cp {fmt_s(statistics.median(parts['cp']))}"
+        f"gpgv {harness.fmt_s(statistics.median(parts['gpgv']))}, cp {harness.fmt_s(statistics.median(parts['cp']))}"
     )

@@ -2,20 +2,8 @@
 
 from __future__ import annotations
 
-import statistics
-
-from tests.bench.harness import (
-    NODE,
-    Bench,
-    Row,
-    Run,
-    ScenarioError,
-    fmt_s,
-    interleave,
-    median,
-    settle,
-    spread,
-)
+from tests.bench import harness
+from tests.bench.harness import Bench, Run
 
 
 def run(bench: Bench) -> None:
@@ -30,15 +18,15 @@ def run(bench: Bench) -> None:
         kind, blob, *comment = key.read_text().split()
         other = "alice@laptop.test" if comment != ["alice@laptop.test"] else "alice@example.test"
         key.write_text(f"{kind} {blob} {other}\n")  # the same key, a new comment: new content
-        settle(base)
+        harness.settle(base)
         run = bench.doit(project, "--reporter", "json", "embed").check("doit embed")
-        if f"embed:{NODE}" not in bench.executed(run):
-            raise ScenarioError(
+        if f"embed:{harness.NODE}" not in bench.executed(run):
+            raise harness.ScenarioError(
                 f"doit embed after a keys/ change did not re-embed:\n{run.stdout[-2000:]}"
             )
         return run
 
-    ours, theirs = interleave(bench.repeats(5), pipeline, lambda: bench.cp(base, target))
+    ours, theirs = harness.interleave(bench.repeats(5), pipeline, lambda: bench.cp(base, target))
     target.unlink(missing_ok=True)
 
     def change_key() -> None:
@@ -46,24 +34,9 @@ def run(bench: Bench) -> None:
         key.write_text(f"{kind} {blob} alice@profile.test\n")
 
     bench.profile("doit embed after a keys/ change", change_key, [base], "embed")
-    ratio = median(ours) / median(theirs)
-    bench.rows.append(
-        Row(
-            "`doit embed` after a keys/*.pub change",
-            fmt_s(median(ours)),
-            f"cp of the base ISO: {fmt_s(median(theirs))}",
-            ratio,
-            "≤ 1.2x (stretch 0.1x)",
-            ratio <= 1.2,
-            f"range {spread(ours)} vs {spread(theirs)}"
-            + ("; stretch met" if ratio <= 0.1 else "; stretch 0.1x not met"),
-        )
-    )
-    steps = [bench.step_times(run) for run in ours]
-    names = sorted(
-        {n for s in steps for n in s}, key=lambda n: -statistics.median(s.get(n, 0.0) for s in steps)
-    )
-    bench.notes.append(
-        "doit embed, median per step: "
-        + ", ".join(f"{n} {fmt_s(statistics.median(s.get(n, 0.0) for s in steps))}" for n in names)
-    )
+    stretch = "; stretch met" if harness.median(ours) <= 0.1 * harness.median(theirs) else "; stretch 0.1x not met"
+    bench.rows.append(harness.compared(
+        "`doit embed` after a keys/*.pub change", ours, "cp of the base ISO", harness.median(theirs),
+        goal="≤ 1.2x (stretch 0.1x)", limit=1.2,
+        note=f"range {harness.spread(ours)} vs {harness.spread(theirs)}{stretch}"))
+    bench.notes.append(f"doit embed, median per step: {bench.step_breakdown(ours)[0]}")

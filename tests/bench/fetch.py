@@ -8,7 +8,8 @@ import shutil
 import subprocess
 import sys
 
-from tests.bench.harness import Bench, Row, Run, fmt_s, interleave, measure, median, settle, spread
+from tests.bench import harness
+from tests.bench.harness import Bench, Run
 from tests.tools import REPO
 
 ACTIONS = """
@@ -37,7 +38,7 @@ def run(bench: Bench) -> None:
 
     def with_doit() -> Run:
         shutil.rmtree(project.root / "build", ignore_errors=True)
-        settle(*upstream)
+        harness.settle(*upstream)
         return bench.doit(project, "verify").check("doit verify")
 
     def actions() -> Run:
@@ -45,25 +46,25 @@ def run(bench: Bench) -> None:
         library.mkdir()
         code = ACTIONS.format(stream_url=published["stream_url"], keyring=published["keyring_url"],
                               fingerprint=published["fingerprint"])
-        settle(*upstream)
-        return measure([sys.executable, "-c", code], cwd=library,
+        harness.settle(*upstream)
+        return harness.measure([sys.executable, "-c", code], cwd=library,
                        env=dict(os.environ, PYTHONPATH=os.fspath(REPO))).check("fetch_release + verify_release")
 
     def baseline() -> Run:
         shutil.rmtree(work, ignore_errors=True)
         work.mkdir()
-        settle(*upstream)
+        harness.settle(*upstream)
         iso, sig = work / "live.iso", work / "live.iso.sig"
-        runs = [measure(argv, cwd=work).check(f"baseline {argv[0]}") for argv in (
+        runs = [harness.measure(argv, cwd=work).check(f"baseline {argv[0]}") for argv in (
             ["curl", "-sSfo", os.fspath(iso), published["iso_url"]],
             ["curl", "-sSfo", os.fspath(sig), published["sig_url"]],
             ["gpgv", "--keyring", os.fspath(keyring), os.fspath(sig), os.fspath(iso)])]
         return Run(["curl+gpgv"], sum(r.seconds for r in runs), max(r.maxrss_kb for r in runs), 0, "", "")
 
-    ours, direct, theirs = interleave(bench.repeats(3), with_doit, actions, baseline)
+    ours, direct, theirs = harness.interleave(bench.repeats(3), with_doit, actions, baseline)
     for label, runs in (("`doit verify` from an empty build/", ours), ("fetch + verify actions", direct)):
         peak = max(r.maxrss_kb for r in runs) / 1024
-        bench.rows.append(Row(label, fmt_s(median(runs)), f"curl -o + gpgv: {fmt_s(median(theirs))}",
-                              median(runs) / median(theirs), "", None,
-                              f"peak RSS {peak:.0f} MiB; range {spread(runs)} vs {spread(theirs)}"))
+        bench.rows.append(harness.compared(label, runs, "curl -o + gpgv", harness.median(theirs),
+                                           note=f"peak RSS {peak:.0f} MiB; range {harness.spread(runs)} vs "
+                                                f"{harness.spread(theirs)}"))
     shutil.rmtree(project.root / "build", ignore_errors=True)  # the next scenario builds afresh

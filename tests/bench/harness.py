@@ -409,3 +409,17 @@ class Bench:
             flush=True,
         )
 
+    def step_breakdown(self, runs: list[Run]) -> tuple[str, float]:
+        """Median seconds per pipeline step over runs, slowest first, and their sum."""
+        steps = [self.step_times(run) for run in runs]
+        names = sorted({n for s in steps for n in s}, key=lambda n: -statistics.median(s.get(n, 0.0) for s in steps))
+        text = ", ".join(f"{n} {fmt_s(statistics.median(s.get(n, 0.0) for s in steps))}" for n in names)
+        return text, statistics.median(sum(s.values()) for s in steps)
+
+
+def compared(scenario: str, ours: list[Run], baseline: str, base_seconds: float, *, goal: str = "",
+             limit: float | None = None, also_ok: bool = True, note: str = "") -> Row:
+    """A result row: our median against the baseline's, the ratio, and whether it is within `limit`."""
+    ratio = median(ours) / base_seconds
+    return Row(scenario, fmt_s(median(ours)), f"{baseline}: {fmt_s(base_seconds)}", ratio, goal,
+               None if limit is None else ratio <= limit and also_ok, note)

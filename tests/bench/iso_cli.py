@@ -6,24 +6,14 @@ import os
 import shutil
 import sys
 
-from tests.bench.harness import (
-    NODE,
-    Bench,
-    Row,
-    Run,
-    fmt_s,
-    interleave,
-    measure,
-    median,
-    settle,
-    spread,
-)
+from tests.bench import harness
+from tests.bench.harness import Bench, Run
 
 
 def run(bench: Bench) -> None:
     assert bench.project is not None
     base = bench.base_iso()
-    live = bench.project.root / "build" / "nodes" / NODE / "coreos-autoinstall.ign"
+    live = bench.project.root / "build" / "nodes" / harness.NODE / "coreos-autoinstall.ign"
     config = bench.tmp / "cli-config.ign"
     if live.exists():
         shutil.copyfile(live, config)
@@ -36,49 +26,31 @@ def run(bench: Bench) -> None:
 
     def to_output() -> Run:
         out.unlink(missing_ok=True)
-        settle(base)
-        return measure([*cli, "-o", os.fspath(out), os.fspath(base)], cwd=cwd).check("tasks.iso -o")
+        harness.settle(base)
+        return harness.measure([*cli, "-o", os.fspath(out), os.fspath(base)], cwd=cwd).check("tasks.iso -o")
 
     def in_place() -> Run:
-        settle(inplace)
-        return measure([*cli, os.fspath(inplace)], cwd=cwd).check("tasks.iso in place")
+        harness.settle(inplace)
+        return harness.measure([*cli, os.fspath(inplace)], cwd=cwd).check("tasks.iso in place")
 
-    copies, outputs, patches = interleave(
+    copies, outputs, patches = harness.interleave(
         bench.repeats(7), lambda: bench.cp(base, target), to_output, in_place
     )
     for path in (out, inplace, target):
         path.unlink(missing_ok=True)
-    cp_s = median(copies)
-    ratio = median(outputs) / cp_s
-    bench.rows.append(
-        Row(
-            "`python -m tasks.iso ignition embed -o`",
-            fmt_s(median(outputs)),
-            f"cp of the base ISO: {fmt_s(cp_s)}",
-            ratio,
-            "report",
-            None,
-            f"config {config.stat().st_size / 1024:.0f} KiB; range {spread(outputs)} vs {spread(copies)}",
-        )
-    )
-    ratio = median(patches) / cp_s
-    bench.rows.append(
-        Row(
-            "`python -m tasks.iso ignition embed` in place",
-            fmt_s(median(patches)),
-            f"cp of the base ISO: {fmt_s(cp_s)}",
-            ratio,
-            "≤ 0.05x",
-            ratio <= 0.05,
-            f"range {spread(patches)}",
-        )
-    )
-    bare, imported = interleave(
+    cp_s = harness.median(copies)
+    bench.rows.append(harness.compared("`python -m tasks.iso ignition embed -o`", outputs, "cp of the base ISO", cp_s,
+                               goal="report", note=f"config {config.stat().st_size / 1024:.0f} KiB; "
+                               f"range {harness.spread(outputs)} vs {harness.spread(copies)}"))
+    bench.rows.append(harness.compared(
+        "`python -m tasks.iso ignition embed` in place", patches, "cp of the base ISO", cp_s, goal="≤ 0.05x",
+        limit=0.05, note=f"range {harness.spread(patches)}"))
+    bare, imported = harness.interleave(
         bench.repeats(5),
-        lambda: measure([sys.executable, "-c", "pass"], cwd=cwd).check("python"),
-        lambda: measure([sys.executable, "-c", "import tasks.iso"], cwd=cwd).check("import"),
+        lambda: harness.measure([sys.executable, "-c", "pass"], cwd=cwd).check("python"),
+        lambda: harness.measure([sys.executable, "-c", "import tasks.iso"], cwd=cwd).check("import"),
     )
     bench.notes.append(
-        f"floors: `python -c pass` {fmt_s(median(bare))}, `python -c 'import tasks.iso'` "
-        f"{fmt_s(median(imported))}; 0.05x of this cp is {fmt_s(0.05 * cp_s)}"
+        f"floors: `python -c pass` {harness.fmt_s(harness.median(bare))}, `python -c 'import tasks.iso'` "
+        f"{harness.fmt_s(harness.median(imported))}; 0.05x of this cp is {harness.fmt_s(0.05 * cp_s)}"
     )

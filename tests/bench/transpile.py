@@ -6,16 +6,13 @@ import statistics
 import time
 from pathlib import Path
 
-from tests.bench.harness import (
-    NODE,
-    Bench,
-    Row,
-)
+from tests.bench import harness
+from tests.bench.harness import Bench
 
 
 def run(bench: Bench) -> None:
     assert bench.project is not None
-    nodes = bench.project.root / "build" / "nodes" / NODE
+    nodes = bench.project.root / "build" / "nodes" / harness.NODE
     sources = [nodes / "k3s-autoinstall.bu", nodes / "inline" / "coreos-autoinstall.fcc"]
     if not all(path.exists() for path in sources):
         bench.ensure_built()
@@ -39,7 +36,7 @@ def run(bench: Bench) -> None:
         for path, s in timings.items()
     )
     bench.rows.append(
-        Row(
+        harness.Row(
             "transpile a node's templates (butane.transpile, in-process)",
             f"{total * 1000:.1f} ms",
             "",
