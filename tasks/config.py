@@ -1,8 +1,9 @@
 """The cluster config: one jsonnet file, evaluated once, validated up front into frozen dataclasses.
 
-`parse(raw, source)` is pure and names the offending field in every error
-(`jsonnet/cluster.jsonnet: nodes[1].role: ...`); `load(path)` evaluates the jsonnet, reads the SSH
-keys and the manifests, and caches the result for the whole doit run.
+The dataclasses are the schema: the fields a file may set, their defaults and JSON types come from
+them. `parse(raw, source)` is pure and names the offending field in every error
+(`jsonnet/cluster.jsonnet: nodes[1].role: ...`); `load(path)` evaluates the jsonnet and caches the
+result for the whole doit run; `with_files()` reads the SSH keys and manifests, for render.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tasks.common import KEYS_DIR, BuildError
+from tasks.common import BuildError
 
 DEFAULT_CONFIG = Path("jsonnet/cluster.jsonnet")
 
@@ -137,10 +138,9 @@ class Config:
     k3s: K3s = field(default_factory=K3s)
     install: Install = field(default_factory=Install)
     nodes: tuple[Node, ...] = (Node(name="k3s-server-1", role="server", iso_name="k3s-server-1"),)
+    # Read by render (`with_files`), not by load(): `doit list`, `doit clean` and the CI's config
+    # queries work on a checkout without keys, and a missing key fails the build with one line.
     ssh_keys: tuple[SshKey, ...] = field(default=(), metadata=NOT_IN_FILE)
-    # Why keys/ cannot be used, if it cannot: fetch and render fail with it, while `doit list`,
-    # `doit clean` and the CI's config queries still work on a checkout without keys.
-    ssh_keys_problem: str | None = field(default=None, metadata=NOT_IN_FILE)
 
     @property
     def first_server(self) -> Node:
@@ -477,27 +477,32 @@ def jsonnet_error_line(message: str) -> str:
 
 
 @functools.cache
-def load(path: Path = DEFAULT_CONFIG, keys_dir: Path = KEYS_DIR) -> Config:
-    """Evaluate, read keys and manifests, validate: once per doit run."""
-    raw = evaluate_jsonnet(path)
-    try:
-        ssh_keys, note = read_ssh_keys(keys_dir, Path.home())
-        problem = None
-    except ConfigError as error:
-        ssh_keys, note, problem = (), None, str(error)
-    if note:
-        print(f"‣ {note}", file=sys.stderr)
-
-    def read_manifest(relative: str) -> str:
-        manifest = Path(os.path.normpath(path.parent / relative))
-        if not manifest.is_file():
-            raise ConfigError(f"{path}: k3s.manifests: {manifest}: file not found")
-        return read_text(manifest)
-
-    cluster = parse(raw, os.fspath(path), ssh_keys=ssh_keys, read_file=read_manifest)
+def load(path: Path = DEFAULT_CONFIG) -> Config:
+    """Evaluate and validate: once per doit run. The files the config names (SSH keys, manifests) are
+    read by the steps that use them (`with_files`)."""
+    cluster = parse(evaluate_jsonnet(path), os.fspath(path))
     for warning in disk_warnings(cluster):
         print(f"‣ warning: {warning}", file=sys.stderr)
-    return dataclasses.replace(cluster, ssh_keys_problem=problem)
+    return cluster
+
+
+def with_files(cluster: Config, keys_dir: Path, home: Path) -> Config:
+    """The config with the SSH public keys and the manifests' contents read in; one line on failure."""
+    keys, note = read_ssh_keys(keys_dir, home)
+    if note:
+        print(f"‣ {note}", file=sys.stderr)
+    manifests = []
+    for manifest, path in zip(cluster.k3s.manifests, manifest_paths(cluster), strict=True):
+        if not path.is_file():
+            raise ConfigError(f"{cluster.source}: k3s.manifests: {path}: file not found")
+        manifests.append(dataclasses.replace(manifest, content=read_text(path)))
+    return dataclasses.replace(cluster, ssh_keys=keys, k3s=dataclasses.replace(cluster.k3s, manifests=tuple(manifests)))
+
+
+def ssh_key_files(keys_dir: Path, home: Path) -> list[Path]:
+    """The files read_ssh_keys reads: everything in keys/ (a private key there is refused), else ~/.ssh/*.pub."""
+    files = sorted(path for path in keys_dir.glob("*") if path.is_file()) if keys_dir.is_dir() else []
+    return files if any(path.suffix == ".pub" for path in files) else sorted((home / ".ssh").glob("*.pub"))
 
 
 def disk_warnings(cluster: Config) -> list[str]:

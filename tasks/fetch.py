@@ -28,7 +28,7 @@ import doit
 from doit.tools import config_changed
 
 from tasks import config as config_module
-from tasks.common import BuildError, FcosFiles, log, write_atomic
+from tasks.common import KEYS_DIR, BuildError, FcosFiles, log, write_atomic
 from tasks.config import Fcos
 from tasks.doit_glue import TaskDict, action
 from tasks.download import RetryPolicy, download, is_remote, local_path, read_url
@@ -286,9 +286,8 @@ def fetch_release(fcos: Fcos, files: FcosFiles, policy: RetryPolicy, *, refresh:
 
 
 @action
-def fetch(fcos: Fcos, files: FcosFiles, policy: RetryPolicy, keys_problem: str | None = None) -> None:
-    if keys_problem:  # render would stop there: say so before downloading 800 MB
-        raise BuildError(keys_problem)
+def fetch(fcos: Fcos, files: FcosFiles, policy: RetryPolicy) -> None:
+    config_module.read_ssh_keys(KEYS_DIR, Path.home())  # render would stop there: say so before 800 MB
     fetch_release(fcos, files, policy)
 
 
@@ -319,7 +318,7 @@ def task_fetch() -> TaskDict:
     fcos, files = cluster.fcos, FcosFiles(cluster.fcos.architecture)
     keyring = local_keyring_path(fcos.keyring)
     return {
-        "actions": [(fetch, [fcos, files, retry_policy(), cluster.ssh_keys_problem])],
+        "actions": [(fetch, [fcos, files, retry_policy()])],
         "file_dep": [keyring] if keyring else [],  # a local keyring file is an input like any other
         "targets": [files.release, files.keyring, files.downloaded_iso, files.downloaded_signature],
         "uptodate": [config_changed(fetch_slice(fcos))],  # no "clean": never delete the ISO

@@ -19,6 +19,7 @@ from doit.tools import config_changed
 from tasks import config
 from tasks.common import (
     JSONNET_DIR,
+    KEYS_DIR,
     TOKEN_FILE,
     TOKEN_VERSION_FILE,
     BuildError,
@@ -66,13 +67,12 @@ def render_butane(template: Path, cluster: dict[str, Any], node: str, token: str
 
 
 @action
-def render_node(cluster: dict[str, Any], node: str, token_file: Path, keys_problem: str | None = None) -> None:
-    if keys_problem:
-        raise BuildError(keys_problem)
+def render_node(cluster: config.Config, node: str, token_file: Path, keys_dir: Path) -> None:
+    inputs = config.with_files(cluster, keys_dir, Path.home()).template_input()
     files = NodeFiles(node)
     token = token_file.read_text().strip()
-    write_atomic(files.installed_butane, render_butane(INSTALLED_TEMPLATE, cluster, node, token), mode=0o600)
-    write_atomic(files.live_butane, render_butane(LIVE_TEMPLATE, cluster, node), mode=0o600)
+    write_atomic(files.installed_butane, render_butane(INSTALLED_TEMPLATE, inputs, node, token), mode=0o600)
+    write_atomic(files.live_butane, render_butane(LIVE_TEMPLATE, inputs, node), mode=0o600)
 
 
 def template_files() -> list[Path]:
@@ -85,17 +85,16 @@ def template_files() -> list[Path]:
 def task_render() -> Iterator[TaskDict]:
     """Render the jsonnet templates into Butane YAML, per node."""
     cluster = config.current()
-    inputs = cluster.template_input()
-    common_deps = [*template_files(), *(Path(key.path) for key in cluster.ssh_keys),
+    inputs = cluster.template_input()  # without the keys and manifests: file_dep covers their files
+    common_deps = [*template_files(), *config.ssh_key_files(KEYS_DIR, Path.home()),
                    *config.manifest_paths(cluster), TOKEN_VERSION_FILE]  # not the token: its md5 is stored
     for node in cluster.nodes:
         files = NodeFiles(node.name)
         yield {
             "name": node.name,
-            "actions": [(render_node, [inputs, node.name, TOKEN_FILE, cluster.ssh_keys_problem])],
+            "actions": [(render_node, [cluster, node.name, TOKEN_FILE, KEYS_DIR])],
             "file_dep": [os.fspath(p) for p in sorted(set(common_deps))],
             "targets": [os.fspath(files.installed_butane), os.fspath(files.live_butane)],
-            "uptodate": [config_changed({"cluster": inputs, "node": node.name,
-                                         "keys_problem": cluster.ssh_keys_problem})],
+            "uptodate": [config_changed({"cluster": inputs, "node": node.name})],
             "clean": True,
         }

@@ -116,8 +116,8 @@ def test_the_shipped_configs_are_valid(tmp_path: Path) -> None:
     repo = Path(__file__).resolve().parent.parent
     for source in [repo / "jsonnet" / "cluster.jsonnet", *sorted((repo / "jsonnet" / "examples").glob("*.jsonnet"))]:
         config.load.cache_clear()
-        cluster = config.load(source, tmp_path)
-        assert cluster.nodes
+        cluster = config.with_files(config.load(source), tmp_path, tmp_path)  # as render reads them
+        assert cluster.nodes and cluster.ssh_keys
 
 
 def test_cli_prints_the_values_ci_reads(tmp_path: Path) -> None:
