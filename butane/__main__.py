@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-import tempfile
+from pathlib import Path
+
+from tasks.common import write_atomic
 
 from . import ButaneError, transpile
 
@@ -19,20 +20,6 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("-d", "--files-dir", help="directory for local file references")
     parser.add_argument("-o", "--output", help="output file (default: stdout)")
     return parser.parse_args(argv)
-
-
-def _write_atomically(path: str, data: str) -> None:
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, temp = tempfile.mkstemp(prefix=".butane-", dir=directory)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(data)
-        os.chmod(temp, 0o644)
-        os.replace(temp, path)
-    except BaseException:
-        if os.path.exists(temp):
-            os.unlink(temp)
-        raise
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -64,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.check:
         return 0
     if args.output:
-        _write_atomically(args.output, output + "\n")
+        write_atomic(Path(args.output), output + "\n", create_parent=False)
     else:
         sys.stdout.write(output + "\n")
     return 0

@@ -11,7 +11,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from tasks import config
-from tasks.common import BuildError, NodeFiles, TaskDict, action, log, write_atomic
+from tasks.common import BuildError, NodeFiles, log, write_atomic
+from tasks.doit_glue import TaskDict, action
 
 
 def transpile_file(source: Path) -> str:
@@ -34,16 +35,17 @@ def transpile(source: Path, target: Path) -> None:
 
 def task_butane() -> Iterator[TaskDict]:
     """Transpile Butane to Ignition: the installed config, then the live config."""
-    yield {"name": None, "doc": "Transpile Butane to Ignition: the installed config, then the live config."}
-    for node in config.current().nodes:
-        files = NodeFiles(node.name)
-        stages = (("k3s-autoinstall", files.installed_butane, files.installed_ignition),
-                  ("coreos-autoinstall", files.inlined_live_butane, files.live_ignition))
-        for stage, source, target in stages:
-            yield {
-                "name": f"{stage}:{node.name}",
-                "actions": [(transpile, [source, target])],
-                "file_dep": [os.fspath(source)],
-                "targets": [os.fspath(target)],
-                "clean": True,
-            }
+    cluster = config.current()
+    stages = [(f"k3s-autoinstall:{node.name}", NodeFiles(node.name).installed_butane,
+               NodeFiles(node.name).installed_ignition) for node in cluster.nodes]
+    for image in cluster.live_images:
+        files = NodeFiles.of_image(image.name, cluster=image.is_cluster)
+        stages.append((f"coreos-autoinstall:{image.name}", files.inlined_live_butane, files.live_ignition))
+    for name, source, target in stages:
+        yield {
+            "name": name,
+            "actions": [(transpile, [source, target])],
+            "file_dep": [os.fspath(source)],
+            "targets": [os.fspath(target)],
+            "clean": True,
+        }

@@ -1,8 +1,9 @@
 """The cluster config: one jsonnet file, evaluated once, validated up front into frozen dataclasses.
 
-`parse(raw, source)` is pure and names the offending field in every error
-(`jsonnet/cluster.jsonnet: nodes[1].role: ...`); `load(path)` evaluates the jsonnet, reads the SSH
-keys and the manifests, and caches the result for the whole doit run.
+The dataclasses are the schema: the fields a file may set, their defaults and JSON types come from
+them. `parse(raw, source)` is pure and names the offending field in every error
+(`jsonnet/cluster.jsonnet: nodes[1].role: ...`); `load(path)` evaluates the jsonnet and caches the
+result for the whole doit run; `with_files()` reads the SSH keys and manifests, for render.
 """
 
 from __future__ import annotations
@@ -15,25 +16,28 @@ import json
 import os
 import re
 import sys
+import types
+import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
+
+from tasks.common import BuildError
 
 DEFAULT_CONFIG = Path("jsonnet/cluster.jsonnet")
-KEYS_DIR = Path("keys")
 
 STREAMS = ("stable", "testing", "next")
 ARCHITECTURES = ("x86_64", "aarch64", "ppc64le", "s390x")
 ROLES = ("server", "agent")
 AFTER_INSTALL = ("reboot", "poweroff")
 UPDATE_STRATEGIES = ("periodic", "fleet_lock", "immediate")
-OUTPUTS = ("per-node", "cluster")
-MAC = re.compile(r"^[0-9a-f]{2}([:-][0-9a-f]{2}){5}$")
-UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+OUTPUTS = ("per-node", "cluster")
 # A kernel console: a device name, optionally with serial options (ttyS0,115200n8).
 CONSOLE = re.compile(r"^[a-zA-Z][a-zA-Z0-9]*(,[0-9]+([noe][5-8]r?)?)?$")
+MAC = re.compile(r"^[0-9a-f]{2}([:-][0-9a-f]{2}){5}$")
+UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 STREAM_BASE_URL = "https://builds.coreos.fedoraproject.org/streams"
 FEDORA_KEYRING_URL = "https://fedoraproject.org/fedora.gpg"
 # Fedora signs each FCOS major with the primary key of that Fedora release; a new key is created each
@@ -61,7 +65,7 @@ FINGERPRINT = re.compile(r"^[0-9A-F]{40}$")
 SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
 
 
-class ConfigError(Exception):
+class ConfigError(BuildError):
     """A config that cannot be used; the message names the file and the field."""
 
 
@@ -69,7 +73,7 @@ class ConfigError(Exception):
 class Updates:
     """Zincati's update strategy on the installed nodes (held until k3s runs, then this)."""
 
-    strategy: str = "periodic"
+    strategy: str = field(default="periodic", metadata={"choices": UPDATE_STRATEGIES})
     days: tuple[str, ...] = WEEKDAYS
     start_time: str = "03:00"  # UTC, Zincati's default time zone
     length_minutes: int = 60
@@ -80,8 +84,8 @@ class Updates:
 
 @dataclass(frozen=True)
 class Fcos:
-    stream: str = "stable"
-    architecture: str = "x86_64"
+    stream: str = field(default="stable", metadata={"choices": STREAMS})
+    architecture: str = field(default="x86_64", metadata={"choices": ARCHITECTURES})
     release: str | None = None
     stream_url: str | None = None
     mirror: str | None = None
@@ -111,7 +115,7 @@ class K3s:
     disable: tuple[str, ...] = ()
     server_config: Mapping[str, Any] = field(default_factory=dict)
     agent_config: Mapping[str, Any] = field(default_factory=dict)
-    manifests: tuple[Manifest, ...] = ()
+    manifests: tuple[Manifest, ...] = field(default=(), metadata={"json": dict})  # {name: path} in the file
     join_stagger_seconds: int = 60
 
 
@@ -132,12 +136,12 @@ class Network:
 @dataclass(frozen=True)
 class Node:
     name: str
-    role: str
-    iso_name: str
+    role: str = field(metadata={"choices": ROLES})
+    iso_name: str = field(metadata={"default": "the node's name"})
     disk: str = "auto"
-    after_install: str = "reboot"
+    after_install: str = field(default="reboot", metadata={"choices": AFTER_INSTALL})
     network: Network | None = None
-    console: tuple[str, ...] | None = None  # None: install.console
+    console: tuple[str, ...] | None = field(default=None, metadata={"default": "`install.console`"})
     # How a cluster ISO or a network boot knows this machine (lower case; MACs with colons).
     macs: tuple[str, ...] = ()
     serial: str | None = None
@@ -147,7 +151,7 @@ class Node:
 @dataclass(frozen=True)
 class Pxe:
     base_url: str | None = None  # where build/pxe/ is served, for the iPXE scripts
-    matchbox_url: str | None = None  # matchbox's HTTP endpoint (default: base_url)
+    matchbox_url: str | None = field(default=None, metadata={"default": "`pxe.base_url`"})
 
 
 @dataclass(frozen=True)
@@ -159,6 +163,10 @@ class LiveImage:
     nodes: tuple[Node, ...]
     consoles: tuple[str, ...]
 
+    @property
+    def is_cluster(self) -> bool:
+        return len(self.nodes) != 1 or self.name != self.nodes[0].name
+
 
 @dataclass(frozen=True)
 class SshKey:
@@ -166,20 +174,22 @@ class SshKey:
     line: str
 
 
+NOT_IN_FILE = {"in_file": False}  # filled in by load(), not written in the config file
+
+
 @dataclass(frozen=True)
 class Config:
-    source: str
-    name: str
-    fcos: Fcos
-    k3s: K3s
-    install: Install
-    nodes: tuple[Node, ...]
-    output: str = "per-node"
+    source: str = field(metadata=NOT_IN_FILE)
+    name: str = "k3s"
+    fcos: Fcos = field(default_factory=Fcos)
+    k3s: K3s = field(default_factory=K3s)
+    install: Install = field(default_factory=Install)
+    nodes: tuple[Node, ...] = (Node(name="k3s-server-1", role="server", iso_name="k3s-server-1"),)
+    output: str = field(default="per-node", metadata={"choices": OUTPUTS})
     pxe: Pxe = field(default_factory=Pxe)
-    ssh_keys: tuple[SshKey, ...] = ()
-    # Why keys/ cannot be used, if it cannot: render fails with it, while `doit list`, `doit clean`
-    # and the CI's config queries still work on a checkout without keys.
-    ssh_keys_problem: str | None = None
+    # Read by render (`with_files`), not by load(): `doit list`, `doit clean` and the CI's config
+    # queries work on a checkout without keys, and a missing key fails the build with one line.
+    ssh_keys: tuple[SshKey, ...] = field(default=(), metadata=NOT_IN_FILE)
 
     @property
     def first_server(self) -> Node:
@@ -205,48 +215,19 @@ class Config:
             return (LiveImage(self.name, self.name, self.nodes, self.install.console),)
         return tuple(LiveImage(node.name, node.iso_name, (node,), self.consoles(node)) for node in self.nodes)
 
-    def fetch_slice(self) -> dict[str, Any]:
-        f = self.fcos
-        return {"stream": f.stream, "architecture": f.architecture, "release": f.release,
-                "stream_url": f.stream_metadata_url, "mirror": f.mirror, "keyring": f.keyring}
-
-    def verify_slice(self) -> dict[str, Any]:
-        return {"fingerprints": list(self.fcos.fingerprints)}
-
     def template_input(self) -> dict[str, Any]:
-        """Everything the jsonnet templates read, defaults filled in; never the token."""
+        """Everything the jsonnet templates read: the config file's fields as parsed, defaults filled
+        in, plus what is worked out from them; never the token."""
+        k3s = {**as_json(self.k3s), "channel": None if self.k3s.version else self.k3s.channel,
+               "server_url": self.join_url, "manifests": {m.name: m.content for m in self.k3s.manifests}}
         return {
-            "name": self.name,
-            "fcos": {"stream": self.fcos.stream, "architecture": self.fcos.architecture},
-            "k3s": {
-                "version": self.k3s.version,
-                "channel": None if self.k3s.version else self.k3s.channel,
-                "install_script_url": self.k3s.install_script_url,
-                "install_script_sha256": self.k3s.install_script_sha256,
-                "server_url": self.join_url,
-                "disable": list(self.k3s.disable),
-                "server_config": dict(self.k3s.server_config),
-                "agent_config": dict(self.k3s.agent_config),
-                "manifests": {m.name: m.content for m in self.k3s.manifests},
-                "join_stagger_seconds": self.k3s.join_stagger_seconds,
-            },
-            "install": {"countdown_seconds": self.install.countdown_seconds, "console": list(self.install.console)},
-            "nodes": [node_input(node, index, self.consoles(node), updates_input(self, node))
-                      for index, node in enumerate(self.nodes)],
+            **{name: as_json(getattr(self, name)) for name in file_fields(Config)},
+            "k3s": k3s,
+            "nodes": [{**as_json(node), "index": index, "console": list(self.consoles(node)),
+                       "updates": updates_input(self, node)} for index, node in enumerate(self.nodes)],
             "first_server": self.first_server.name,
             "ssh_authorized_keys": [key.line for key in self.ssh_keys],
         }
-
-
-def node_input(node: Node, index: int, consoles: tuple[str, ...], updates: dict[str, Any]) -> dict[str, Any]:
-    network = None
-    if node.network:
-        network = {"interface": node.network.interface, "address": node.network.address,
-                   "gateway": node.network.gateway, "dns": list(node.network.dns)}
-    return {"name": node.name, "role": node.role, "index": index, "iso_name": node.iso_name,
-            "disk": node.disk, "after_install": node.after_install, "network": network,
-            "console": list(consoles), "updates": updates,
-            "macs": list(node.macs), "serial": node.serial, "uuid": node.uuid}
 
 
 def update_window(updates: Updates, slot: int) -> tuple[tuple[str, ...], str, int]:
@@ -272,18 +253,61 @@ def updates_input(cluster: Config, node: Node) -> dict[str, Any]:
     return out
 
 
-# --- parsing: pure functions over the evaluated jsonnet --------------------------------------------
+def as_json(value: object) -> Any:
+    """A parsed value as the templates see it: dataclasses as objects, tuples as lists."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: as_json(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, tuple | list):
+        return [as_json(item) for item in value]
+    if isinstance(value, Mapping):
+        return {key: as_json(item) for key, item in value.items()}
+    return value
 
-T = TypeVar("T")
+
+# --- the schema: the dataclasses above -------------------------------------------------------------
+
+def file_fields(schema: type) -> tuple[str, ...]:
+    """The fields a config file may set for this dataclass, in declaration order."""
+    return tuple(f.name for f in dataclasses.fields(schema) if f.metadata.get("in_file", True))
+
+
+def default_of(schema: type, name: str) -> Any:
+    """The dataclass default of a field; None for a required one."""
+    spec = {f.name: f for f in dataclasses.fields(schema)}[name]
+    if spec.default is not dataclasses.MISSING:
+        return spec.default
+    if spec.default_factory is not dataclasses.MISSING:
+        return spec.default_factory()
+    return None
+
+
+def json_kind(schema: type, name: str) -> type:
+    """The JSON type a field takes in the file, from its annotation: str, int, list or dict."""
+    spec = {f.name: f for f in dataclasses.fields(schema)}[name]
+    if "json" in spec.metadata:
+        kind: type = spec.metadata["json"]
+        return kind
+    hint = typing.get_type_hints(schema)[name]
+    options = [option for option in typing.get_args(hint) if option is not type(None)] \
+        if isinstance(hint, types.UnionType) else [hint]
+    origin = typing.get_origin(options[0]) or options[0]
+    if origin in (tuple, list):
+        return list
+    if origin is Mapping or dataclasses.is_dataclass(origin):
+        return dict
+    assert origin in (str, int), f"{schema.__name__}.{name}: no JSON type for {hint}"
+    return origin  # type: ignore[no-any-return]
 
 
 class _Fields:
-    """Reads one JSON object, naming `where.field` in errors and refusing unknown fields."""
+    """Reads one JSON object against its dataclass: refuses unknown fields, checks types, fills in
+    defaults, and names `where.field` in errors."""
 
-    def __init__(self, source: str, where: str, raw: object, known: tuple[str, ...]) -> None:
-        self.source, self.where = source, where
+    def __init__(self, source: str, where: str, raw: object, schema: type) -> None:
+        self.source, self.where, self.schema = source, where, schema
         if not isinstance(raw, dict):
             raise self.error("", f"must be an object, got {type_name(raw)}")
+        known = file_fields(schema)
         unknown = sorted(set(raw) - set(known))
         if unknown:
             raise self.error(unknown[0], f"unknown field (known fields: {', '.join(known)})")
@@ -295,24 +319,27 @@ class _Fields:
     def error(self, name: str, message: str) -> ConfigError:
         return ConfigError(f"{self.source}: {self.path(name) or '(top level)'}: {message}")
 
-    def get(self, name: str, kind: type[T] | tuple[type, ...], default: Any) -> Any:
+    def given(self, name: str) -> Any:
+        """The value in the file, type-checked; None when absent."""
         value = self.raw.get(name)
-        if value is None:
-            return default
-        if not isinstance(value, kind) or (isinstance(value, bool) and kind is int):
-            expected = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
-            raise self.error(name, f"must be {json_type(expected)}, got {type_name(value)}")
+        kind = json_kind(self.schema, name)
+        if value is not None and (not isinstance(value, kind) or (isinstance(value, bool) and kind is int)):
+            raise self.error(name, f"must be {json_type(kind.__name__)}, got {type_name(value)}")
         return value
 
-    def choice(self, name: str, choices: tuple[str, ...], default: str) -> str:
-        value: str = self.get(name, str, default)
-        if value not in choices:
+    def get(self, name: str) -> Any:
+        """The value in the file, else the dataclass default; one of the field's choices, if it has any."""
+        value = self.given(name)
+        if value is None:
+            return default_of(self.schema, name)
+        choices = {f.name: f for f in dataclasses.fields(self.schema)}[name].metadata.get("choices")
+        if choices and value not in choices:
             raise self.error(name, f"must be one of {', '.join(choices)}, got {value!r}")
         return value
 
     def strings(self, name: str, check: Callable[[str], bool] | None = None,
                 what: str = "") -> tuple[str, ...]:
-        values = self.get(name, list, [])
+        values = self.given(name) or []
         for i, value in enumerate(values):
             if not isinstance(value, str) or (check and not check(value)):
                 raise self.error(f"{name}[{i}]", f"must be {what or 'a string'}, got {value!r}")
@@ -332,42 +359,35 @@ def type_name(value: object) -> str:
 
 def parse(raw: object, source: str, *, ssh_keys: tuple[SshKey, ...] = (),
           read_file: Callable[[str], str] | None = None) -> Config:
-    top = _Fields(source, "", raw, ("name", "fcos", "k3s", "install", "nodes", "output", "pxe"))
-    name = top.get("name", str, "k3s")
+    top = _Fields(source, "", raw, Config)
+    name = top.get("name")
     if not RFC1123_LABEL.match(name):
         raise top.error("name", f"must be an RFC 1123 label (a-z, 0-9, '-'), got {name!r}")
-    nodes = parse_nodes(source, top.get("nodes", list, [{"name": "k3s-server-1", "role": "server"}]))
-    k3s = parse_k3s(_Fields(source, "k3s", top.get("k3s", dict, {}), K3S_FIELDS), read_file)
+    raw_nodes = top.given("nodes")
+    nodes = default_of(Config, "nodes") if raw_nodes is None else parse_nodes(source, raw_nodes)
+    k3s = parse_k3s(_Fields(source, "k3s", top.given("k3s") or {}, K3s), read_file)
     if not any(node.role == "server" for node in nodes):
         raise top.error("nodes", "needs at least one node with role 'server' (the first starts the cluster)")
-    return Config(source=source, name=name, fcos=parse_fcos(_Fields(source, "fcos", top.get("fcos", dict, {}),
-                  FCOS_FIELDS), Path(source).parent), k3s=k3s, install=parse_install(_Fields(
-                  source, "install", top.get("install", dict, {}), ("countdown_seconds", "console"))),
-                  nodes=nodes, output=top.choice("output", OUTPUTS, "per-node"),
-                  pxe=parse_pxe(_Fields(source, "pxe", top.get("pxe", dict, {}), ("base_url", "matchbox_url"))),
-                  ssh_keys=ssh_keys)
+    fcos = parse_fcos(_Fields(source, "fcos", top.given("fcos") or {}, Fcos), Path(source).parent)
+    install = parse_install(_Fields(source, "install", top.given("install") or {}, Install))
+    pxe = parse_pxe(_Fields(source, "pxe", top.given("pxe") or {}, Pxe))
+    return Config(source=source, name=name, fcos=fcos, k3s=k3s, install=install, nodes=nodes,
+                  output=top.get("output"), pxe=pxe, ssh_keys=ssh_keys)
 
 
 def parse_pxe(f: _Fields) -> Pxe:
     urls = {}
     for name in ("base_url", "matchbox_url"):
-        url = f.get(name, str, None)
-        if url is not None and not re.match(r"^(https?|tftp)://[^\s]+$", url):
+        url = f.get(name)
+        if url is not None and not re.match(r"^(https?|tftp)://\S+$", url):
             raise f.error(name, f"must be an http://, https:// or tftp:// URL, got {url!r}")
         urls[name] = url.rstrip("/") if url else None
     return Pxe(**urls)
 
 
-FCOS_FIELDS = ("stream", "architecture", "release", "stream_url", "mirror", "keyring", "fingerprints", "updates")
-UPDATES_FIELDS = ("strategy", "days", "start_time", "length_minutes", "stagger_minutes", "fleet_lock_url")
-K3S_FIELDS = ("version", "channel", "install_script_url", "install_script_sha256", "server_url", "disable",
-              "server_config", "agent_config", "manifests", "join_stagger_seconds")
-NODE_FIELDS = ("name", "role", "iso_name", "disk", "after_install", "network", "console", "macs", "serial", "uuid")
-
-
 def parse_fcos(f: _Fields, config_dir: Path) -> Fcos:
     for url_field in ("stream_url", "mirror"):
-        url = f.get(url_field, str, None)
+        url = f.get(url_field)
         if url is not None and not url.startswith(("http://", "https://", "file://")):
             raise f.error(url_field, f"must be an http://, https:// or file:// URL, got {url!r}")
     fingerprints = tuple(fp.replace(" ", "").upper() for fp in f.strings("fingerprints"))
@@ -376,40 +396,33 @@ def parse_fcos(f: _Fields, config_dir: Path) -> Fcos:
             raise f.error(f"fingerprints[{i}]", "must be a full 40-hex-digit OpenPGP fingerprint")
     if "fingerprints" in f.raw and not fingerprints:
         raise f.error("fingerprints", "must list at least one trusted key")
-    return Fcos(
-        stream=f.choice("stream", STREAMS, "stable"),
-        architecture=f.choice("architecture", ARCHITECTURES, "x86_64"),
-        release=f.get("release", str, None),
-        stream_url=f.get("stream_url", str, None),
-        mirror=f.get("mirror", str, None),
-        keyring=resolve_local(f.get("keyring", str, FEDORA_KEYRING_URL), config_dir),
-        fingerprints=fingerprints or FEDORA_FINGERPRINTS,
-        updates=parse_updates(_Fields(f.source, "fcos.updates", f.get("updates", dict, {}), UPDATES_FIELDS)),
-    )
+    return Fcos(stream=f.get("stream"), architecture=f.get("architecture"), release=f.get("release"),
+                stream_url=f.get("stream_url"), mirror=f.get("mirror"),
+                keyring=resolve_local(f.get("keyring"), config_dir),
+                fingerprints=fingerprints or f.get("fingerprints"),
+                updates=parse_updates(_Fields(f.source, "fcos.updates", f.given("updates") or {}, Updates)))
 
 
 def parse_updates(f: _Fields) -> Updates:
-    defaults = Updates()
-    strategy = f.choice("strategy", UPDATE_STRATEGIES, defaults.strategy)
     days = f.strings("days", lambda day: day in WEEKDAYS, f"a weekday ({', '.join(WEEKDAYS)})")
     if "days" in f.raw and not days:
         raise f.error("days", "must list at least one weekday")
-    start_time = f.get("start_time", str, defaults.start_time)
+    start_time = f.get("start_time")
     if not re.fullmatch(r"([01][0-9]|2[0-3]):[0-5][0-9]", start_time):
         raise f.error("start_time", f"must be HH:MM (24 h, UTC), got {start_time!r}")
-    length = f.get("length_minutes", int, defaults.length_minutes)
+    length = f.get("length_minutes")
     if not 1 <= length <= 24 * 60:
         raise f.error("length_minutes", "must be between 1 and 1440")
-    stagger = f.get("stagger_minutes", int, defaults.stagger_minutes)
+    stagger = f.get("stagger_minutes")
     if stagger < length:
         raise f.error("stagger_minutes", f"must be at least length_minutes ({length}): two servers' windows "
                       "would overlap and both could reboot at once")
-    url = f.get("fleet_lock_url", str, None)
+    strategy, url = f.get("strategy"), f.get("fleet_lock_url")
     if url is not None and not url.startswith(("http://", "https://")):
         raise f.error("fleet_lock_url", f"must be an http:// or https:// URL, got {url!r}")
     if strategy == "fleet_lock" and url is None:
         raise f.error("fleet_lock_url", "is required with strategy 'fleet_lock' (the FleetLock server's URL)")
-    return Updates(strategy=strategy, days=days or defaults.days, start_time=start_time, length_minutes=length,
+    return Updates(strategy=strategy, days=days or f.get("days"), start_time=start_time, length_minutes=length,
                    stagger_minutes=stagger, fleet_lock_url=url)
 
 
@@ -426,37 +439,34 @@ def resolve_local(path_or_url: str, config_dir: Path) -> str:
 
 
 def parse_k3s(f: _Fields, read_file: Callable[[str], str] | None) -> K3s:
-    version = f.get("version", str, None)
-    channel = f.get("channel", str, "stable")
-    sha256 = f.get("install_script_sha256", str, None)
+    sha256 = f.get("install_script_sha256")
     if sha256 is not None and not SHA256_HEX.match(sha256):
         raise f.error("install_script_sha256", "must be 64 lowercase hex digits")
-    server_url = f.get("server_url", str, None)
+    server_url = f.get("server_url")
     if server_url is not None and not re.match(r"^https://[^/\s]+(:\d+)?/?$", server_url):
         raise f.error("server_url", f"must look like https://HOST:6443, got {server_url!r}")
     manifests = []
-    for name, path in sorted(f.get("manifests", dict, {}).items()):
+    for name, path in sorted((f.given("manifests") or {}).items()):
         if not RFC1123_LABEL.match(name):
             raise f.error(f"manifests.{name}", "name must be an RFC 1123 label (a-z, 0-9, '-')")
         if not isinstance(path, str):
             raise f.error(f"manifests.{name}", "must be the path of a YAML file")
         content = read_file(path) if read_file else ""
         manifests.append(Manifest(name=name, path=path, content=content))
-    stagger = f.get("join_stagger_seconds", int, 60)
+    stagger = f.get("join_stagger_seconds")
     if stagger < 0:
         raise f.error("join_stagger_seconds", "must not be negative")
     return K3s(
-        version=version, channel=channel,
-        install_script_url=f.get("install_script_url", str, "https://get.k3s.io"),
+        version=f.get("version"), channel=f.get("channel"), install_script_url=f.get("install_script_url"),
         install_script_sha256=sha256, server_url=server_url,
         disable=f.strings("disable", lambda s: bool(RFC1123_LABEL.match(s)), "a component name"),
-        server_config=f.get("server_config", dict, {}), agent_config=f.get("agent_config", dict, {}),
+        server_config=f.get("server_config"), agent_config=f.get("agent_config"),
         manifests=tuple(manifests), join_stagger_seconds=stagger,
     )
 
 
 def parse_install(f: _Fields) -> Install:
-    countdown = f.get("countdown_seconds", int, 10)
+    countdown = f.get("countdown_seconds")
     if not 0 <= countdown <= 3600:
         raise f.error("countdown_seconds", "must be between 0 and 3600")
     return Install(countdown_seconds=countdown, console=parse_consoles(f, "console"))
@@ -467,32 +477,30 @@ def parse_nodes(source: str, raw_nodes: list[Any]) -> tuple[Node, ...]:
         raise ConfigError(f"{source}: nodes: must list at least one node")
     nodes: list[Node] = []
     for i, raw in enumerate(raw_nodes):
-        f = _Fields(source, f"nodes[{i}]", raw, NODE_FIELDS)
-        name = f.get("name", str, None)
+        f = _Fields(source, f"nodes[{i}]", raw, Node)
+        name = f.given("name")
         if name is None:
             raise f.error("name", "is required")
         if not RFC1123_LABEL.match(name):
             raise f.error("name", f"must be a hostname label (a-z, 0-9, '-'), got {name!r}")
         if any(node.name == name for node in nodes):
             raise f.error("name", f"duplicate node name {name!r}")
-        role = f.get("role", str, None)
-        if role is None:
+        if f.given("role") is None:
             raise f.error("role", f"is required ({' or '.join(ROLES)})")
-        role = f.choice("role", ROLES, role)
-        iso_name = f.get("iso_name", str, name)
+        iso_name = f.given("iso_name") or name
         if not re.match(r"^[A-Za-z0-9][A-Za-z0-9._-]*$", iso_name) or iso_name.endswith(".iso"):
             raise f.error("iso_name", f"must be a plain file name without .iso, got {iso_name!r}")
         if any(node.iso_name == iso_name for node in nodes):
             raise f.error("iso_name", f"duplicate ISO name {iso_name!r}")
-        disk = f.get("disk", str, "auto")
+        disk = f.get("disk")
         if disk != "auto" and not disk.startswith("/dev/"):
             raise f.error("disk", f"must be 'auto' or a /dev/disk/by-id/... path, got {disk!r}")
         if re.fullmatch(r"/dev/nvme\d+", disk):
             raise f.error("disk", f"{disk} is an NVMe controller; the disk is its namespace, e.g. {disk}n1")
-        nodes.append(Node(name=name, role=role, iso_name=iso_name, disk=disk,
-                          after_install=f.choice("after_install", AFTER_INSTALL, "reboot"),
-                          network=parse_network(source, f"nodes[{i}].network", f.get("network", dict, None)),
-                          console=None if f.raw.get("console") is None else parse_consoles(f, "console"),
+        nodes.append(Node(name=name, role=f.get("role"), iso_name=iso_name, disk=disk,
+                          after_install=f.get("after_install"),
+                          network=parse_network(source, f"nodes[{i}].network", f.given("network")),
+                          console=None if f.given("console") is None else parse_consoles(f, "console"),
                           **parse_identity(f, nodes)))
     return tuple(nodes)
 
@@ -501,37 +509,36 @@ def parse_identity(f: _Fields, earlier: list[Node]) -> dict[str, Any]:
     """macs, serial, uuid: normalized, and never listed for two nodes (a machine would match both)."""
     macs = tuple(mac.lower().replace("-", ":") for mac in f.strings("macs", lambda v: bool(MAC.match(v.lower())),
                                                                      "a MAC address such as 52:54:00:12:34:56"))
-    serial = f.get("serial", str, None)
+    serial = f.given("serial")
     serial = "".join(serial.split()).lower() if serial is not None else None
     if serial == "":
         raise f.error("serial", "must not be empty")
-    uuid = f.get("uuid", str, None)
+    uuid = f.given("uuid")
     uuid = uuid.lower() if uuid is not None else None
     if uuid is not None and not UUID.match(uuid):
         raise f.error("uuid", f"must be a UUID such as 4c4c4544-0042-3510-8051-b4c04f4e4a32, got {uuid!r}")
+    if len(set(macs)) != len(macs):
+        raise f.error("macs", "lists an address twice")
     for other in earlier:
-        for mac in set(macs) & set(other.macs):
+        for mac in sorted(set(macs) & set(other.macs)):
             raise f.error("macs", f"{mac} is listed for node {other.name} too: a machine would match both")
         if serial is not None and serial == other.serial:
             raise f.error("serial", f"{serial} is listed for node {other.name} too: a machine would match both")
         if uuid is not None and uuid == other.uuid:
             raise f.error("uuid", f"{uuid} is listed for node {other.name} too: a machine would match both")
-    if len(set(macs)) != len(macs):
-        raise f.error("macs", "lists an address twice")
     return {"macs": macs, "serial": serial, "uuid": uuid}
 
 
 def parse_network(source: str, where: str, raw: object) -> Network | None:
     if raw is None:
         return None
-    f = _Fields(source, where, raw, ("interface", "address", "gateway", "dns"))
-    interface, address = f.get("interface", str, None), f.get("address", str, None)
+    f = _Fields(source, where, raw, Network)
+    interface, address = f.given("interface"), f.given("address")
     if not interface:
         raise f.error("interface", "is required for a static address (e.g. 'enp1s0')")
     if not address or not re.fullmatch(r"[0-9a-fA-F:.]+/\d{1,3}", address):
         raise f.error("address", f"must be an address with prefix length, e.g. 192.168.1.10/24, got {address!r}")
-    return Network(interface=interface, address=address, gateway=f.get("gateway", str, None),
-                   dns=f.strings("dns"))
+    return Network(interface=interface, address=address, gateway=f.get("gateway"), dns=f.strings("dns"))
 
 
 # --- SSH keys ---------------------------------------------------------------------------------------
@@ -621,27 +628,32 @@ def jsonnet_error_line(message: str) -> str:
 
 
 @functools.cache
-def load(path: Path = DEFAULT_CONFIG, keys_dir: Path = KEYS_DIR) -> Config:
-    """Evaluate, read keys and manifests, validate: once per doit run."""
-    raw = evaluate_jsonnet(path)
-    try:
-        ssh_keys, note = read_ssh_keys(keys_dir, Path.home())
-        problem = None
-    except ConfigError as error:
-        ssh_keys, note, problem = (), None, str(error)
-    if note:
-        print(f"‣ {note}", file=sys.stderr)
-
-    def read_manifest(relative: str) -> str:
-        manifest = Path(os.path.normpath(path.parent / relative))
-        if not manifest.is_file():
-            raise ConfigError(f"{path}: k3s.manifests: {manifest}: file not found")
-        return read_text(manifest)
-
-    cluster = parse(raw, os.fspath(path), ssh_keys=ssh_keys, read_file=read_manifest)
+def load(path: Path = DEFAULT_CONFIG) -> Config:
+    """Evaluate and validate: once per doit run. The files the config names (SSH keys, manifests) are
+    read by the steps that use them (`with_files`)."""
+    cluster = parse(evaluate_jsonnet(path), os.fspath(path))
     for warning in disk_warnings(cluster):
         print(f"‣ warning: {warning}", file=sys.stderr)
-    return dataclasses.replace(cluster, ssh_keys_problem=problem)
+    return cluster
+
+
+def with_files(cluster: Config, keys_dir: Path, home: Path) -> Config:
+    """The config with the SSH public keys and the manifests' contents read in; one line on failure."""
+    keys, note = read_ssh_keys(keys_dir, home)
+    if note:
+        print(f"‣ {note}", file=sys.stderr)
+    manifests = []
+    for manifest, path in zip(cluster.k3s.manifests, manifest_paths(cluster), strict=True):
+        if not path.is_file():
+            raise ConfigError(f"{cluster.source}: k3s.manifests: {path}: file not found")
+        manifests.append(dataclasses.replace(manifest, content=read_text(path)))
+    return dataclasses.replace(cluster, ssh_keys=keys, k3s=dataclasses.replace(cluster.k3s, manifests=tuple(manifests)))
+
+
+def ssh_key_files(keys_dir: Path, home: Path) -> list[Path]:
+    """The files read_ssh_keys reads: everything in keys/ (a private key there is refused), else ~/.ssh/*.pub."""
+    files = sorted(path for path in keys_dir.glob("*") if path.is_file()) if keys_dir.is_dir() else []
+    return files if any(path.suffix == ".pub" for path in files) else sorted((home / ".ssh").glob("*.pub"))
 
 
 def disk_warnings(cluster: Config) -> list[str]:

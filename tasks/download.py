@@ -389,9 +389,3 @@ class _progress:
     def __exit__(self, *exc: object) -> None:
         if self.bar is not None:
             self.bar.close()
-
-
-def iter_file(path: Path, chunk: int = CHUNK) -> Iterator[bytes]:
-    with path.open("rb") as f:
-        while block := f.read(chunk):
-            yield block

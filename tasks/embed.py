@@ -1,7 +1,8 @@
-"""embed: each node's live Ignition config written into a copy of the verified ISO.
+"""embed: each live Ignition config (a node's, or the cluster's) written into a copy of the verified ISO.
 
-Outputs build/iso/<iso name>.iso (0600: the embedded config carries the cluster token) and
-build/iso/SHA256SUMS over every output ISO, then a summary of what to boot where.
+Outputs build/iso/<iso name>.iso (0600: the embedded config carries the tokens), with the image's
+consoles appended to the live kernel arguments, and build/iso/SHA256SUMS over every output ISO,
+then a summary of what to boot where.
 """
 
 from __future__ import annotations
@@ -11,57 +12,66 @@ import os
 import shlex
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 from doit.tools import config_changed
 
-from tasks import config
-from tasks.common import (
-    ISO_DIR,
-    BuildError,
-    NodeFiles,
-    TaskDict,
-    action,
-    atomic_path,
-    log,
-    write_atomic,
-)
-
-SHA256SUMS = ISO_DIR / "SHA256SUMS"
+from tasks import config, iso
+from tasks.common import SHA256SUMS, BuildError, FcosFiles, NodeFiles, log, output_iso, write_atomic
+from tasks.doit_glue import TaskDict, action
 
 
-def output_iso(iso_name: str) -> Path:
-    return ISO_DIR / f"{iso_name}.iso"
+@dataclass(frozen=True)
+class NodeIso:
+    """One output ISO: whose (a node, or the cluster), and where it, its live config and its record are."""
+
+    node: str
+    role: str
+    path: Path
+    record: Path
+    live_ignition: Path = Path()
+    consoles: tuple[str, ...] = ()
+    cluster: bool = False
+
+    @classmethod
+    def of(cls, image: config.LiveImage) -> NodeIso:
+        files = NodeFiles.of_image(image.name, cluster=image.is_cluster)
+        role = f"all {len(image.nodes)} nodes" if image.is_cluster else image.nodes[0].role
+        return cls(image.name, role, output_iso(image.iso_name), files.iso_record, files.live_ignition,
+                   image.consoles, image.is_cluster)
+
+
+TOO_LARGE_HINT = ("a cluster ISO holds every node's config in the ISO's 256 KiB embed area: build one ISO per "
+                  "node (output: 'per-node') or boot from the network (`doit pxe`, docs/fleet.md)")
 
 
 @action
 def embed_node(verified_iso: Path, verified_stamp: Path, live_ignition: Path, target: Path, record: Path,
-               consoles: tuple[str, ...] = ()) -> None:
-    from tasks import iso
-
+               consoles: tuple[str, ...] = (), cluster: bool = False) -> None:
     base = json.loads(verified_stamp.read_text())["sha256"]
     try:
-        patches = iso.ignition_patches(verified_iso, live_ignition.read_bytes(), force=True)
+        try:
+            patches = iso.ignition_patches(verified_iso, live_ignition.read_bytes(), force=True)
+        except BuildError as error:
+            if cluster and error.message.startswith("Compressed initramfs is too large"):
+                raise BuildError(f"{live_ignition}: {error.message}", hint=TOO_LARGE_HINT) from None
+            raise
         # The live system's consoles (the install on a serial console); the installed system's
         # come from coreos-installer --console.
         patches += iso.kargs_patches(verified_iso, append=[f"console={console}" for console in consoles])
-        with atomic_path(target, mode=0o600) as work, ThreadPoolExecutor(1) as pool:
+        with ThreadPoolExecutor(1) as pool:
             # SHA256SUMS needs the output's sha256: hash the source as patched, on the other core,
             # while the ISO is copied or patched.
             digest = pool.submit(iso.sha256_patched, verified_iso, patches)
-            if reusable_output(target, record, base):
-                # Only the embed area differs: patch the last output rather than copy 800 MB (and
-                # unlink the old copy). Moved aside first, so a kill leaves no half-patched target.
-                os.replace(target, work)
-            else:
-                iso.copy_file(verified_iso, work)  # reflink or copy_file_range: no bytes through Python
-            os.chmod(work, 0o600)
-            iso.apply_patches(work, patches, output=None)
-            done = work.stat()
+            # Only the embed area differs from the last output, if untouched: patch it, no 800 MB copy.
+            last = target if reusable_output(target, record, base) else None
+            iso.write_patched(verified_iso, patches, target, mode=0o600, base=last)
+            done = target.stat()
             write_atomic(record, json.dumps({"sha256sums": checksum_line(digest.result(), target), "base": base,
                                              "size": done.st_size, "mtime_ns": done.st_mtime_ns}))
-    except iso.IsoError as error:
-        raise BuildError(f"{verified_iso}: {error}") from None
+    except BuildError as error:
+        raise error.prefixed(os.fspath(verified_iso)) from None
 
 
 def reusable_output(target: Path, record: Path, base: str) -> bool:
@@ -75,55 +85,51 @@ def reusable_output(target: Path, record: Path, base: str) -> bool:
                                                                                    now.st_mtime_ns)
 
 
-def checksum_line(sha256: str, iso: Path) -> str:
+def checksum_line(sha256: str, iso_path: Path) -> str:
     """One line of SHA256SUMS, in the format `sha256sum -c` reads, the name relative to build/iso/."""
-    return f"{sha256}  {iso.name}\n"
+    return f"{sha256}  {iso_path.name}\n"
 
 
-def summary(rows: list[tuple[str, str, Path]], release: str) -> list[str]:
-    width = max(len(os.fspath(path)) for _, _, path in rows)
-    lines = [f"Fedora CoreOS {release}, one ISO per node:"]
-    lines += [f"  {os.fspath(path):<{width}}  {node} ({role})" for node, role, path in rows]
-    example = os.fspath(rows[0][2])
+def summary(outputs: list[NodeIso], release: str) -> list[str]:
+    width = max(len(os.fspath(output.path)) for output in outputs)
+    one_for_all = len(outputs) == 1 and outputs[0].cluster
+    lines = [f"Fedora CoreOS {release}, {'one ISO for the whole cluster' if one_for_all else 'one ISO per node'}:"]
+    lines += [f"  {os.fspath(o.path):<{width}}  {o.node} ({o.role})" for o in outputs]
+    example = os.fspath(outputs[0].path)
     lines.append("Write one to a USB stick (replace /dev/sdX with the stick; everything on it is lost):")
     lines.append(f"  sudo dd if={shlex.quote(example)} of=/dev/sdX bs=4M conv=fsync status=progress")
     return lines
 
 
 @action
-def write_sums(rows: list[tuple[str, str, Path]], records: list[Path], verified_stamp: Path) -> None:
-    write_atomic(SHA256SUMS, "".join(json.loads(path.read_text())["sha256sums"] for path in records))
+def write_sums(outputs: list[NodeIso], verified_stamp: Path) -> None:
+    write_atomic(SHA256SUMS, "".join(json.loads(o.record.read_text())["sha256sums"] for o in outputs))
     release = json.loads(verified_stamp.read_text()).get("release", "(unknown release)")
-    for line in summary(rows, release):
+    for line in summary(outputs, release):
         log(line)
 
 
 def task_embed() -> Iterator[TaskDict]:
     """Embed each node's live config into a copy of the verified ISO."""
-    from tasks.verify import verified_paths
-
     cluster = config.current()
-    verified_iso, verified_stamp = verified_paths(cluster)
-    rows = [(node.name, node.role, output_iso(node.iso_name)) for node in cluster.nodes]
-    consoles = [cluster.consoles(node) for node in cluster.nodes]
-    records = [NodeFiles(node.name).iso_record for node in cluster.nodes]
-    yield {"name": None, "doc": "Embed each node's live config into a copy of the verified ISO."}
-    for (name, _, iso), record, node_consoles in zip(rows, records, consoles, strict=True):
-        live_ignition = NodeFiles(name).live_ignition
+    fcos = FcosFiles(cluster.fcos.architecture)
+    outputs = [NodeIso.of(image) for image in cluster.live_images]
+    for output in outputs:
         yield {
-            "name": name,
-            "actions": [(embed_node, [verified_iso, verified_stamp, live_ignition, iso, record, node_consoles])],
+            "name": output.node,
+            "actions": [(embed_node, [fcos.verified_iso, fcos.verified_stamp, output.live_ignition, output.path,
+                                      output.record, output.consoles, output.cluster])],
             # The stamp names the verified ISO by its sha256, so the ISO itself need not be hashed by doit.
-            "file_dep": [os.fspath(verified_stamp), os.fspath(live_ignition)],
-            "targets": [os.fspath(iso), os.fspath(record)],
-            "uptodate": [config_changed({"iso_name": iso.stem, "console": list(node_consoles)})],
+            "file_dep": [os.fspath(fcos.verified_stamp), os.fspath(output.live_ignition)],
+            "targets": [os.fspath(output.path), os.fspath(output.record)],
+            "uptodate": [config_changed({"iso_name": output.path.stem, "console": list(output.consoles)})],
             "clean": True,
         }
     yield {
         "name": "SHA256SUMS",
-        "actions": [(write_sums, [rows, records, verified_stamp])],
+        "actions": [(write_sums, [outputs, fcos.verified_stamp])],
         # The per-node checksum lines, not the ISOs: doit would md5 every ISO to record them.
-        "file_dep": [os.fspath(path) for path in records] + [os.fspath(verified_stamp)],
+        "file_dep": [os.fspath(o.record) for o in outputs] + [os.fspath(fcos.verified_stamp)],
         "targets": [os.fspath(SHA256SUMS)],
         "clean": True,
         "verbosity": 2,

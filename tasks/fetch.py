@@ -20,8 +20,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Iterator
-from dataclasses import asdict, dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -29,56 +28,30 @@ import doit
 from doit.tools import config_changed
 
 from tasks import config as config_module
-from tasks.common import FCOS_DIR, BuildError, TaskDict, action, log, write_atomic
+from tasks.common import KEYS_DIR, BuildError, FcosFiles, log, write_atomic
+from tasks.config import Fcos
+from tasks.doit_glue import TaskDict, action
 from tasks.download import RetryPolicy, download, is_remote, local_path, read_url
+from tasks.release import Release, read_recorded, set_aside
 
 UPSTREAM = "https://builds.coreos.fedoraproject.org/"
-DOWNLOAD_DIR = FCOS_DIR / "download"
-RELEASE_FILE = FCOS_DIR / "release.json"
-KEYRING_FILE = FCOS_DIR / "keyring.asc"
-REJECTED_DIR = FCOS_DIR / "rejected"
 SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
 
 
-@dataclass(frozen=True)
-class Release:
-    """One FCOS live ISO: where it lives upstream and what it should hash to."""
-
-    stream: str
-    architecture: str
-    release: str
-    iso_name: str  # the upstream file name, e.g. fedora-coreos-44.20260707.3.1-live-iso.x86_64.iso
-    location: str  # upstream URLs, before any fcos.mirror rewriting
-    signature: str
-    sha256: str | None  # expected; None when only the signature vouches for the file
-    sha256_source: str  # "stream metadata", "meta.json" or "none"
-    downloaded_sha256: str | None = None  # filled in once the ISO is here
-    size: int | None = None
-
-    def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=2, sort_keys=True) + "\n"
-
-    @classmethod
-    def from_json(cls, text: str) -> Release:
-        raw = json.loads(text)
-        return cls(**{key: raw.get(key) for key in cls.__dataclass_fields__})
-
-
-# --- paths ---------------------------------------------------------------------------------------------
-
-def download_paths(architecture: str) -> tuple[Path, Path]:
-    """Where fetch leaves the unverified ISO and its signature (static: the task graph is static)."""
-    iso = DOWNLOAD_DIR / f"fedora-coreos-live.{architecture}.iso"
-    return iso, iso.with_name(iso.name + ".sig")
-
-
 def part_path(path: Path) -> Path:
+    """Where download() writes the ISO until its sha256 is checked (with a `.source` resume record)."""
     return path.with_name(path.name + ".part")
 
 
 def local_keyring_path(keyring: str) -> Path | None:
     """The keyring's file when it is local (a path, relative to the project, or a file:// URL)."""
     return None if is_remote(keyring) else local_path(keyring)
+
+
+def fetch_slice(fcos: Fcos) -> dict[str, Any]:
+    """What fetch depends on (for config_changed): not the fingerprints, which only verify reads."""
+    return {"stream": fcos.stream, "architecture": fcos.architecture, "release": fcos.release,
+            "stream_url": fcos.stream_metadata_url, "mirror": fcos.mirror, "keyring": fcos.keyring}
 
 
 # --- URLs ------------------------------------------------------------------------------------------------
@@ -199,19 +172,11 @@ def looks_like_keyring(data: bytes) -> bool:
     return b"-----BEGIN PGP PUBLIC KEY BLOCK-----" in data or (bool(data) and data[0] in (0x98, 0x99, 0xC6))
 
 
-def read_recorded(path: Path = RELEASE_FILE) -> Release | None:
-    try:
-        return Release.from_json(path.read_text())
-    except (OSError, ValueError, TypeError):
-        return None
-
-
-def reusable(recorded: Release | None, settings: dict[str, Any]) -> Release | None:
+def reusable(recorded: Release | None, fcos: Fcos) -> Release | None:
     """The recorded release when it still answers the config (same stream and arch, pin if any)."""
-    if recorded is None or recorded.stream != settings["stream"] \
-            or recorded.architecture != settings["architecture"]:
+    if recorded is None or recorded.stream != fcos.stream or recorded.architecture != fcos.architecture:
         return None
-    if settings["release"] and recorded.release != settings["release"]:
+    if fcos.release and recorded.release != fcos.release:
         return None
     return recorded
 
@@ -224,16 +189,16 @@ def already_downloaded(recorded: Release | None, wanted: Release, iso: Path, sig
 
 # --- network steps -----------------------------------------------------------------------------------
 
-def resolve_release(settings: dict[str, Any], policy: RetryPolicy) -> Release:
+def resolve_release(fcos: Fcos, policy: RetryPolicy) -> Release:
     """Ask the stream (and, for a pin it no longer lists, the build directory) which ISO to fetch."""
-    stream, architecture, pin = settings["stream"], settings["architecture"], settings["release"]
-    url = mirrored(settings["stream_url"], settings["mirror"])
+    stream, architecture, pin = fcos.stream, fcos.architecture, fcos.release
+    url = mirrored(fcos.stream_metadata_url, fcos.mirror)
     current = iso_from_stream(parse_stream(read_url(url, what="stream metadata", policy=policy), url=url),
                               stream=stream, architecture=architecture, url=url)
     if not pin or pin == current.release:
         return current
     tree = tree_base(current.location)  # the tree the stream points at: upstream or a site mirror
-    meta_url = mirrored(build_dir_url(stream, pin, architecture, tree) + "meta.json", settings["mirror"])
+    meta_url = mirrored(build_dir_url(stream, pin, architecture, tree) + "meta.json", fcos.mirror)
     try:
         meta = read_url(meta_url, what=f"meta.json of {pin}", policy=policy)
     except BuildError as error:
@@ -244,24 +209,24 @@ def resolve_release(settings: dict[str, Any], policy: RetryPolicy) -> Release:
     return release
 
 
-def fetch_keyring(keyring: str, policy: RetryPolicy) -> None:
+def fetch_keyring(keyring: str, target: Path, policy: RetryPolicy) -> None:
     """Copy the keyring into build/fcos/; a remote one only when it is not here yet (offline reruns)."""
-    source = KEYRING_FILE.with_name(KEYRING_FILE.name + ".source")
-    if is_remote(keyring) and KEYRING_FILE.is_file() and source.is_file() and source.read_text() == keyring:
+    source = target.with_name(target.name + ".source")
+    if is_remote(keyring) and target.is_file() and source.is_file() and source.read_text() == keyring:
         return
     data = read_url(keyring, what="keyring (fcos.keyring)", policy=policy)
     if not looks_like_keyring(data):
         raise BuildError(f"keyring {keyring} holds no OpenPGP public keys",
                          hint="fcos.keyring must be armored (or binary) public keys, e.g. "
                               "https://fedoraproject.org/fedora.gpg")
-    write_atomic(KEYRING_FILE, data)
+    write_atomic(target, data)
     write_atomic(source, keyring)
 
 
-def fetch_files(release: Release, mirror: str | None, policy: RetryPolicy, *,
+def fetch_files(release: Release, mirror: str | None, files: FcosFiles, policy: RetryPolicy, *,
                 progress: bool | None = None) -> Release:
     """Signature first (cheap, fails fast), then the ISO into a .part; both renamed once complete."""
-    iso, signature = download_paths(release.architecture)
+    iso, signature = files.downloaded_iso, files.downloaded_signature
     sig_url = mirrored(release.signature, mirror)
     sig = read_url(sig_url, what="ISO signature", policy=policy)
     if not looks_like_signature(sig):
@@ -275,7 +240,7 @@ def fetch_files(release: Release, mirror: str | None, policy: RetryPolicy, *,
     if release.sha256 and done.sha256 != release.sha256:
         problem = (f"sha256 mismatch for {iso_url}: got {done.sha256}, "
                    f"the {release.sha256_source} says {release.sha256}")
-        rejected = reject_part(part, release.iso_name, problem)
+        rejected = reject_part(files, part, release.iso_name, problem)
         raise BuildError(f"{problem}; moved aside to {rejected}",
                          hint="run doit again to download afresh; "
                               "if it repeats the mirror serves a wrong file")
@@ -286,70 +251,53 @@ def fetch_files(release: Release, mirror: str | None, policy: RetryPolicy, *,
     return replace(release, downloaded_sha256=done.sha256, size=done.size)
 
 
-def reject_part(part: Path, iso_name: str, reason: str) -> Path:
+def reject_part(files: FcosFiles, part: Path, iso_name: str, reason: str) -> Path:
     """A download that does not match its sha256: set aside, with its resume record dropped."""
     part.with_name(part.name + ".source").unlink(missing_ok=True)
-    return set_aside(part, None, iso_name, reason)
-
-
-def set_aside(iso: Path, signature: Path | None, iso_name: str, reason: str) -> Path:
-    """Keep a rejected ISO for inspection under an unmistakable name, outside every path the build reads.
-
-    One is kept at most (they are big), with REASON.txt; the next fetch downloads afresh.
-    """
-    REJECTED_DIR.mkdir(parents=True, exist_ok=True)
-    for old in REJECTED_DIR.iterdir():
-        old.unlink()
-    rejected = REJECTED_DIR / f"REJECTED-{iso_name}"
-    os.replace(iso, rejected)
-    if signature is not None and signature.exists():
-        os.replace(signature, rejected.with_name(rejected.name + ".sig"))
-    (REJECTED_DIR / "REASON.txt").write_text(reason + "\n")
-    return rejected
+    return set_aside(files, part, None, iso_name, reason)
 
 
 # --- actions -------------------------------------------------------------------------------------------
 
-def fetch_release(settings: dict[str, Any], policy: RetryPolicy, *, refresh: bool = False,
+def fetch_release(fcos: Fcos, files: FcosFiles, policy: RetryPolicy, *, refresh: bool = False,
                   progress: bool | None = None) -> Release:
-    """Bring release.json, the keyring, the ISO and its signature up to date with settings."""
-    recorded = read_recorded()
-    wanted = None if refresh else reusable(recorded, settings)
+    """Bring release.json, the keyring, the ISO and its signature up to date with the config."""
+    recorded = read_recorded(files.release)
+    wanted = None if refresh else reusable(recorded, fcos)
     if wanted is None:
-        wanted = resolve_release(settings, policy)
+        wanted = resolve_release(fcos, policy)
         log(f"Fedora CoreOS {wanted.stream} {wanted.architecture}: release {wanted.release}")
     else:
         log(f"keeping recorded release {wanted.release} (`doit update` moves to a newer one)")
-    if refresh and recorded and not settings["release"] and recorded.stream == wanted.stream \
+    if refresh and recorded and not fcos.release and recorded.stream == wanted.stream \
             and recorded.architecture == wanted.architecture \
             and version_key(wanted.release) <= version_key(recorded.release):
         log(f"already at the stream's latest release {recorded.release}")
         wanted = recorded
-    fetch_keyring(settings["keyring"], policy)
-    iso, signature = download_paths(wanted.architecture)
-    if already_downloaded(recorded, wanted, iso, signature):
+    fetch_keyring(fcos.keyring, files.keyring, policy)
+    if already_downloaded(recorded, wanted, files.downloaded_iso, files.downloaded_signature):
         assert recorded is not None
         log(f"{recorded.iso_name} is already downloaded")
         fetched = recorded
     else:
-        fetched = fetch_files(wanted, settings["mirror"], policy, progress=progress)
-    write_atomic(RELEASE_FILE, fetched.to_json())  # last: it names files that are now complete
+        fetched = fetch_files(wanted, fcos.mirror, files, policy, progress=progress)
+    write_atomic(files.release, fetched.to_json())  # last: it names files that are now complete
     return fetched
 
 
 @action
-def fetch(settings: dict[str, Any], policy: RetryPolicy) -> None:
-    fetch_release(settings, policy)
+def fetch(fcos: Fcos, files: FcosFiles, policy: RetryPolicy) -> None:
+    config_module.read_ssh_keys(KEYS_DIR, Path.home())  # render would stop there: say so before 800 MB
+    fetch_release(fcos, files, policy)
 
 
 @action
-def update(settings: dict[str, Any], policy: RetryPolicy) -> None:
-    if settings["release"]:
-        log(f"fcos.release pins {settings['release']}: nothing to update "
-            "(remove the pin to follow the stream)")
+def update(fcos: Fcos, files: FcosFiles, policy: RetryPolicy) -> None:
+    if fcos.release:
+        log(f"fcos.release pins {fcos.release}: nothing to update (remove the pin to follow the stream)")
         return
-    before = read_recorded()
-    after = fetch_release(settings, policy, refresh=True)
+    before = read_recorded(files.release)
+    after = fetch_release(fcos, files, policy, refresh=True)
     if before is None or before.release != after.release:
         log(f"now at {after.release}{f' (was {before.release})' if before else ''}: "
             "run `doit` to verify it and rebuild")
@@ -364,24 +312,20 @@ def retry_policy() -> RetryPolicy:
                        backoff=float(backoff) if backoff else defaults.backoff)
 
 
-def task_fetch() -> Iterator[TaskDict]:
+def task_fetch() -> TaskDict:
     """Download the Fedora CoreOS live ISO, signature and keyring (the recorded or pinned release)."""
-    config = config_module.current()
-    settings = config.fetch_slice()
-    iso, signature = download_paths(config.fcos.architecture)
-    keyring = local_keyring_path(config.fcos.keyring)
-    policy = retry_policy()
-    yield {
-        "basename": "fetch",
-        "doc": "Download the Fedora CoreOS live ISO, signature and keyring (the recorded or pinned release)",
-        "actions": [(fetch, [settings, policy])],
+    cluster = config_module.current()
+    fcos, files = cluster.fcos, FcosFiles(cluster.fcos.architecture)
+    keyring = local_keyring_path(fcos.keyring)
+    return {
+        "actions": [(fetch, [fcos, files, retry_policy()])],
         "file_dep": [keyring] if keyring else [],  # a local keyring file is an input like any other
-        "targets": [RELEASE_FILE, KEYRING_FILE, iso, signature],  # no "clean": never delete the ISO
-        "uptodate": [config_changed(settings)],
+        "targets": [files.release, files.keyring, files.downloaded_iso, files.downloaded_signature],
+        "uptodate": [config_changed(fetch_slice(fcos))],  # no "clean": never delete the ISO
     }
-    yield {
-        "basename": "update",
-        "doc": "Re-read the FCOS stream and download a newer release if there is one (then run doit)",
-        "actions": [(update, [settings, policy])],
-        "verbosity": 2,
-    }
+
+
+def task_update() -> TaskDict:
+    """Re-read the FCOS stream and download a newer release if there is one (then run doit)."""
+    fcos = config_module.current().fcos
+    return {"actions": [(update, [fcos, FcosFiles(fcos.architecture), retry_policy()])], "verbosity": 2}

@@ -12,16 +12,8 @@ import os
 import secrets
 from pathlib import Path
 
-from tasks.common import (
-    AGENT_TOKEN_FILE,
-    TOKEN_FILE,
-    TOKEN_VERSION_FILE,
-    BuildError,
-    TaskDict,
-    action,
-    log,
-    write_atomic,
-)
+from tasks.common import AGENT_TOKEN_FILE, TOKEN_FILE, TOKEN_VERSION_FILE, BuildError, log, write_atomic
+from tasks.doit_glue import TaskDict, action
 
 TOKEN_ENV = "K3S_TOKEN"
 AGENT_TOKEN_ENV = "K3S_AGENT_TOKEN"

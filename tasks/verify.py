@@ -20,7 +20,7 @@ import json
 import os
 import subprocess
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,27 +28,11 @@ from typing import Any
 from doit.tools import config_changed
 
 from tasks import config as config_module
-from tasks.common import FCOS_DIR, BuildError, TaskDict, action, log, sha256_file, write_atomic
-from tasks.fetch import (
-    KEYRING_FILE,
-    RELEASE_FILE,
-    Release,
-    download_paths,
-    read_recorded,
-    set_aside,
-)
+from tasks.common import BuildError, FcosFiles, link_atomic, log, not_found, run, sha256_file, write_atomic
+from tasks.doit_glue import TaskDict, action
+from tasks.release import Release, read_recorded, set_aside
 
-VERIFIED_STAMP = FCOS_DIR / "verified.json"
 STRONG_DIGESTS = {8: "SHA256", 9: "SHA384", 10: "SHA512"}  # OpenPGP hash algorithm ids
-
-
-def verified_iso_path(architecture: str) -> Path:
-    return FCOS_DIR / f"fedora-coreos-live.{architecture}.iso"
-
-
-def verified_paths(config: config_module.Config) -> tuple[Path, Path]:
-    """(verified ISO, stamp): what `embed` lists in file_dep. Static for a given architecture."""
-    return verified_iso_path(config.fcos.architecture), VERIFIED_STAMP
 
 
 @dataclass(frozen=True)
@@ -144,17 +128,14 @@ def explain_failure(status: str, stderr: str, *, iso: Path, signature: Path, key
 
 # --- gpg ---------------------------------------------------------------------------------------------
 
-def gpg(home: Path, *args: str) -> subprocess.CompletedProcess[bytes]:
-    try:
-        return subprocess.run(["gpg", "--homedir", os.fspath(home), "--batch", "--no-autostart",
-                               "--no-tty", *args], capture_output=True, check=False)
-    except FileNotFoundError:
-        raise BuildError("gpg not found",
-                         hint="install GnuPG (apt install gnupg / dnf install gnupg2)") from None
+def gpg(home: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[bytes]:
+    """gpg in a throw-away home; a failure is reported as gpg's, never taken for an answer."""
+    return run(["gpg", "--homedir", os.fspath(home), "--batch", "--no-autostart", "--no-tty", *args], check=check)
 
 
 def keys_in(keyring: Path, home: Path) -> list[Key]:
-    imported = gpg(home, "--import", os.fspath(keyring))
+    # Not checked: gpg exits 2 when it skips a key it cannot use; the listing says what was imported.
+    imported = gpg(home, "--import", os.fspath(keyring), check=False)
     listing = gpg(home, "--with-colons", "--fingerprint", "--fingerprint", "--list-keys")
     keys = parse_key_listing(listing.stdout.decode(errors="replace"))
     if not keys:
@@ -178,6 +159,8 @@ def check_signature(iso: Path, signature: Path, keyring: Path,
                              f"{keyring} (it holds {present})",
                              hint="check fcos.keyring and fcos.fingerprints")
         exported = gpg(home, "--export", *(key.primary for key in trusted)).stdout
+        if not exported:
+            raise BuildError(f"gpg exported nothing for the pinned keys {', '.join(k.primary for k in trusted)}")
         trusted_ring = home / "trusted.gpg"
         trusted_ring.write_bytes(exported)
         argv = ["gpgv", "--homedir", os.fspath(home), "--status-fd", "1",
@@ -185,8 +168,7 @@ def check_signature(iso: Path, signature: Path, keyring: Path,
         try:
             gpgv = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         except FileNotFoundError:
-            raise BuildError("gpgv not found",
-                             hint="install gpgv (apt install gpgv / dnf install gnupg2)") from None
+            raise not_found("gpgv") from None
         try:
             sha256 = sha256_file(iso)  # meanwhile: gpgv and hashlib each read the file on their own core
         finally:
@@ -213,24 +195,11 @@ def stamp_content(release: Release, sha256: str, good: GoodSignature) -> dict[st
             "source": release.location, "size": release.size}
 
 
-def publish(iso: Path, verified: Path) -> None:
-    """Hard-link (or copy) the download onto the verified path atomically."""
-    tmp = verified.with_name(f".{verified.name}.{os.getpid()}.part")
-    tmp.unlink(missing_ok=True)
-    try:
-        os.link(iso, tmp)
-    except OSError:  # another filesystem, or no hard links: copy
-        import shutil
-
-        shutil.copyfile(iso, tmp)
-    os.replace(tmp, verified)
-
-
-def verify_release(release_file: Path, iso: Path, signature: Path, keyring: Path, pinned: tuple[str, ...],
-                   verified: Path, stamp: Path) -> dict[str, Any]:
-    release = read_recorded(release_file)
+def verify_release(files: FcosFiles, pinned: tuple[str, ...]) -> dict[str, Any]:
+    release = read_recorded(files.release)
     if release is None:
-        raise BuildError(f"{release_file} is missing or unreadable", hint="run `doit fetch`")
+        raise BuildError(f"{files.release} is missing or unreadable", hint="run `doit fetch`")
+    iso, signature, keyring = files.downloaded_iso, files.downloaded_signature, files.keyring
     for needed in (iso, signature, keyring):
         if not needed.is_file():
             raise BuildError(f"{needed} is missing", hint="run `doit fetch`")
@@ -241,38 +210,33 @@ def verify_release(release_file: Path, iso: Path, signature: Path, keyring: Path
             raise VerificationError(f"sha256 mismatch: {iso} has {sha256}, the {release.sha256_source} says "
                                     f"{expected}")
     except VerificationError as error:
-        rejected = set_aside(iso, signature, release.iso_name, error.message)
+        rejected = set_aside(files, iso, signature, release.iso_name, error.message)
         raise BuildError(f"{error.message}; moved aside to {rejected}",
                          hint="run doit again to download afresh; "
                               "if it repeats, do not trust the source") from None
     if not release.sha256:
         log(f"{release.iso_name}: no published sha256 for this release; the signature alone vouches for it")
-    publish(iso, verified)
+    link_atomic(iso, files.verified_iso)
     content = stamp_content(release, sha256, good)
-    write_atomic(stamp, json.dumps(content, indent=2, sort_keys=True) + "\n")
+    write_atomic(files.verified_stamp, json.dumps(content, indent=2, sort_keys=True) + "\n")
     log(f"verified {release.iso_name}: sha256 {sha256}, signed by {good.signer} ({good.digest})")
     return content
 
 
 @action
-def verify(release_file: Path, iso: Path, signature: Path, keyring: Path, pinned: tuple[str, ...],
-           verified: Path, stamp: Path) -> None:
-    verify_release(release_file, iso, signature, keyring, pinned, verified, stamp)
+def verify(files: FcosFiles, pinned: tuple[str, ...]) -> None:
+    verify_release(files, pinned)
 
 
-def task_verify() -> Iterator[TaskDict]:
+def task_verify() -> TaskDict:
     """Check the ISO's sha256 and Fedora signature (pinned keys only), then publish it for embed."""
-    config = config_module.current()
-    iso, signature = download_paths(config.fcos.architecture)
-    verified, stamp = verified_paths(config)
-    pinned = tuple(config.fcos.fingerprints)
-    yield {
-        "basename": "verify",
-        "doc": "Check the ISO's sha256 and Fedora signature (pinned keys only), then publish it for embed",
-        "actions": [(verify, [RELEASE_FILE, iso, signature, KEYRING_FILE, pinned, verified, stamp])],
+    fcos = config_module.current().fcos
+    files = FcosFiles(fcos.architecture)
+    return {
+        "actions": [(verify, [files, fcos.fingerprints])],
         # Not the ISO itself: release.json names it by the sha256 computed while downloading, so doit
         # need not md5 800 MB to notice a new download (1-2 s per run that records it).
-        "file_dep": [RELEASE_FILE, KEYRING_FILE, signature],
-        "targets": [verified, stamp],  # no "clean": `doit clean` must never delete the verified ISO
-        "uptodate": [config_changed(config.verify_slice())],
+        "file_dep": [files.release, files.keyring, files.downloaded_signature],
+        "targets": [files.verified_iso, files.verified_stamp],  # no "clean": never delete the verified ISO
+        "uptodate": [config_changed({"fingerprints": list(fcos.fingerprints)})],
     }

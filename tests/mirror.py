@@ -16,7 +16,6 @@ Faults are per path (relative to root, no leading slash) and consumed one per re
 from __future__ import annotations
 
 import email.utils
-import hashlib
 import json
 import os
 import re
@@ -31,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.signing import SigningKey
+from tests.tools import sha256_file
 
 HTML_ERROR_PAGE = (b"<!DOCTYPE html>\n<html><head><title>Service Unavailable</title></head>\n"
                    b"<body><h1>Sorry, the mirror is under maintenance</h1></body></html>\n")
@@ -198,7 +198,7 @@ class _Handler(BaseHTTPRequestHandler):
         status = 200
         wanted = parse_range(range_header, size) if range_header else None
         if wanted and not (fault and fault.kind == "ignore_range"):
-            if wanted == "unsatisfiable":
+            if isinstance(wanted, str):  # "unsatisfiable"
                 self.send_response(416)
                 self.send_header("Content-Range", f"bytes */{size}")
                 self.send_header("Content-Length", "0")
@@ -271,14 +271,6 @@ def parse_range(header: str, size: int) -> tuple[int, int] | str | None:
 
 def fcos_iso_relpath(release: str, arch: str = "x86_64", stream: str = "stable") -> str:
     return f"prod/streams/{stream}/builds/{release}/{arch}/fedora-coreos-{release}-live-iso.{arch}.iso"
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        while chunk := f.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _place(source: Path, target: Path) -> None:

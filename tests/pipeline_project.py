@@ -6,43 +6,22 @@ a synthetic ISO on a local HTTP mirror signed with a throw-away key.
 
 from __future__ import annotations
 
-import base64
 import gzip
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
-import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from tests.mirror import Mirror, publish_fcos
 from tests.signing import SigningKey
 from tests.synthetic_iso import build_fcos_iso
-from tests.tools import REPO
+from tests.tools import REPO, decode_data_url, ssh_keygen
 
 PROJECT_FILES = ("dodo.py", "tasks", "butane", "jsonnet")
-
-
-def ssh_keygen(path: Path, comment: str) -> str:
-    """A real ed25519 key pair; returns the public key line."""
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", os.fspath(path)],
-                   check=True)
-    path.unlink()  # only the public half belongs in keys/
-    return path.with_suffix(".pub").read_text().strip()
-
-
-def cluster_jsonnet(published: dict[str, str], nodes: list[dict[str, str]], k3s: dict[str, object]) -> str:
-    cluster = {
-        "name": "test",
-        "fcos": {"stream": "stable", "architecture": "x86_64", "stream_url": published["stream_url"],
-                 "keyring": published["keyring_url"], "fingerprints": [published["fingerprint"]]},
-        "k3s": k3s,
-        "nodes": nodes,
-    }
-    return json.dumps(cluster, indent=2) + "\n"
 
 
 @dataclass
@@ -58,12 +37,26 @@ class DoitRun:
 
 
 class Project:
-    def __init__(self, root: Path, home: Path) -> None:
+    """A copy of the project (the real dodo.py) in a throw-away directory, with its own HOME, one SSH key
+    and a cluster.jsonnet pointing at a local mirror; `doit()` runs `python -m doit` there."""
+
+    mirror: Mirror  # set by create()
+    upstream_iso: Path  # what the mirror serves as the current release
+
+    def __init__(self, root: Path, home: Path, published: dict[str, str] | None = None) -> None:
         self.root, self.home = root, home
+        self.published = published or {}
+        self.doit_vars: tuple[str, ...] = ()  # `doit name=value` added to every run
+        self.fcos: dict[str, object] = {}
+        self.k3s: dict[str, object] = {}
+        self.nodes: list[dict[str, str]] = [{"name": "node1", "role": "server"}]
 
     @classmethod
-    def create(cls, root: Path, mirror: Mirror, *, iso_bytes: int = 0,
-               nodes: list[dict[str, str]] | None = None, k3s: dict[str, object] | None = None) -> Project:
+    def create(cls, root: Path, mirror: Mirror, *, iso_bytes: int = 0, upstream_iso: Path | None = None,
+               key: SigningKey | None = None, nodes: list[dict[str, str]] | None = None,
+               k3s: dict[str, object] | None = None) -> Project:
+        """The project, and an FCOS release on the mirror: a synthetic ISO (or upstream_iso) signed by key
+        (a new one if None), the only key the config trusts."""
         root.mkdir(parents=True)
         for name in PROJECT_FILES:
             source = REPO / name
@@ -73,39 +66,47 @@ class Project:
                 shutil.copy2(source, root / name)
         home = root.parent / f"{root.name}-home"
         home.mkdir()
-        iso = root.parent / f"{root.name}-upstream.iso"
-        build_fcos_iso(iso, pad_to=iso_bytes)
-        key = SigningKey.generate(root.parent)
-        published = publish_fcos(mirror.root, iso, key, base_url=mirror.url(""))
+        if upstream_iso is None:
+            upstream_iso = root.parent / f"{root.name}-upstream.iso"
+            build_fcos_iso(upstream_iso, pad_to=iso_bytes)
+        key = key or SigningKey.generate(root.parent)
+        project = cls(root, home, publish_fcos(mirror.root, upstream_iso, key, base_url=mirror.url("")))
+        project.mirror, project.upstream_iso = mirror, upstream_iso
         (root / "keys").mkdir()
         ssh_keygen(root / "keys" / "alice", "alice@example.test")
-        nodes = nodes or [{"name": "node1", "role": "server"}]
-        (root / "jsonnet" / "cluster.jsonnet").write_text(cluster_jsonnet(published, nodes, k3s or {}))
-        project = cls(root, home)
-        project.published = published
+        project.fcos = {"stream": "stable", "architecture": "x86_64", "stream_url": project.published["stream_url"],
+                        "keyring": project.published["keyring_url"],
+                        "fingerprints": [project.published["fingerprint"]]}
+        project.nodes = nodes or project.nodes
+        project.k3s = k3s or {}
+        project.write_config()
         return project
 
-    def doit(self, *args: str, env: dict[str, str] | None = None, timeout: float = 300) -> DoitRun:
-        environment = {k: v for k, v in os.environ.items() if k != "K3S_TOKEN"}
+    def write_config(self) -> None:
+        cluster = {"name": "test", "fcos": self.fcos, "k3s": self.k3s, "nodes": self.nodes}
+        (self.root / "jsonnet" / "cluster.jsonnet").write_text(json.dumps(cluster, indent=2) + "\n")
+
+    def path(self, relative: Path | str) -> Path:
+        return self.root / relative
+
+    def env(self, extra: dict[str, str] | None = None) -> dict[str, str]:
+        environment = {k: v for k, v in os.environ.items() if k not in ("K3S_TOKEN", "DOIT_CONFIG")}
         environment.update({"HOME": os.fspath(self.home), "PYTHONDONTWRITEBYTECODE": "1"})
-        environment.update(env or {})
-        result = subprocess.run([sys.executable, "-m", "doit", *args], cwd=self.root, env=environment,
-                                capture_output=True, text=True, timeout=timeout, check=False)
+        environment.update(extra or {})
+        return environment
+
+    def argv(self, *args: str) -> list[str]:
+        return [sys.executable, "-m", "doit", *args, *self.doit_vars]
+
+    def doit(self, *args: str, env: dict[str, str] | None = None, timeout: float = 300) -> DoitRun:
+        result = subprocess.run(self.argv(*args), cwd=self.root, env=self.env(env), capture_output=True,
+                                text=True, timeout=timeout, check=False)
         return DoitRun(result.returncode, result.stdout, result.stderr)
 
 
-def decode_data_url(url: str) -> bytes:
-    """The contents of an Ignition `data:` source (percent-escaped or base64, maybe gzip)."""
-    match = re.match(r"^data:([^,]*),(.*)$", url, re.S)
-    assert match, url
-    meta, payload = match.groups()
-    data = base64.b64decode(payload) if meta.endswith(";base64") else urllib.parse.unquote_to_bytes(payload)
-    return data
-
-
-def file_contents(ignition: dict[str, object], path: str) -> bytes:
+def file_contents(ignition: dict[str, Any], path: str) -> bytes:
     """The decoded contents of one storage.files entry of an Ignition config."""
-    for entry in ignition.get("storage", {}).get("files", []):  # type: ignore[union-attr]
+    for entry in ignition.get("storage", {}).get("files", []):
         if entry["path"] == path:
             contents = entry["contents"]
             data = decode_data_url(contents["source"])

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -50,7 +51,8 @@ STUBS = {
   --no-block) case "$2" in reboot|poweroff) touch "$FAKE_DIR/$2" ;; esac ;;
 esac""",
     # coreos-installer: takes FAKE_INSTALL_SECONDS, then records that it finished
-    "coreos-installer": '[ -n "$FAKE_INSTALL_SECONDS" ] && /bin/sleep "$FAKE_INSTALL_SECONDS"; echo done >> "$FAKE_DIR/installed"',
+    "coreos-installer": '[ -n "$FAKE_INSTALL_SECONDS" ] && /bin/sleep "$FAKE_INSTALL_SECONDS"; '
+                        'echo done >> "$FAKE_DIR/installed"',
     "umount": 'rm -rf "${@: -1}"/* 2>/dev/null; exit 0',
     # mount [-o OPTS] DEV DIR: the files of fake disk DEV, from $FAKE_DIR/fs/<basename of DEV>/
     "mount": """dev=; dir=
@@ -157,6 +159,7 @@ class Installed:
     """The installed system's two units, run boot after boot as systemd would (conditions, order)."""
 
     def __init__(self, node: str, tmp: Path) -> None:
+        self.extra_env: dict[str, str] = {}
         self.m = Machine(tmp)
         self.node = node
         self.state = tmp / "state"
@@ -189,7 +192,7 @@ class Installed:
                 (self.m.dir / "pending-k3s-selinux").rename(self.m.dir / "active-k3s-selinux")
         env = {"K3S_AI_STATE_DIR": os.fspath(self.state), "K3S_AI_CONFIG": os.fspath(self.config),
                "K3S_AI_RETRY_SECONDS": "0", **{f"FAKE_{k.upper()}": v for k, v in fake.items()}}
-        env = {**env, **getattr(self, "extra_env", {})}
+        env = {**env, **self.extra_env}
         results: dict[str, int | None] = {}
         self.outputs: dict[str, str] = {}
         for name in ("run-k3s-prereq-installer", "run-k3s-installer"):
@@ -329,17 +332,19 @@ def test_k3s_not_running_leaves_no_stamp(tmp_path: Path) -> None:
 
 # --- the live system: disk picking and data safety -----------------------------------------------
 
-def disk(name: str, size: int = 100 * GIB, rm: str = "0", parts: list[dict] | None = None,
-         **extra: object) -> dict:
+def disk(name: str, size: int = 100 * GIB, rm: str = "0", parts: list[dict[str, Any]] | None = None,
+         **extra: object) -> dict[str, Any]:
     return {"name": name, "SIZE": size, "RM": rm, "parts": parts or [], **extra}
 
 
-FCOS_PARTS = [{"name": "/dev/sda1", "LABEL": "BIOS-BOOT"}, {"name": "/dev/sda2", "FSTYPE": "vfat", "LABEL": "EFI-SYSTEM"},
-              {"name": "/dev/sda3", "FSTYPE": "ext4", "LABEL": "boot"}, {"name": "/dev/sda4", "FSTYPE": "xfs", "LABEL": "root"}]
+FCOS_PARTS = [{"name": "/dev/sda1", "LABEL": "BIOS-BOOT"},
+              {"name": "/dev/sda2", "FSTYPE": "vfat", "LABEL": "EFI-SYSTEM"},
+              {"name": "/dev/sda3", "FSTYPE": "ext4", "LABEL": "boot"},
+              {"name": "/dev/sda4", "FSTYPE": "xfs", "LABEL": "root"}]
 
 
 class Live:
-    def __init__(self, tmp: Path, disks: list[dict], *, disk_setting: str = "auto", after: str = "reboot",
+    def __init__(self, tmp: Path, disks: list[dict[str, Any]], *, disk_setting: str = "auto", after: str = "reboot",
                  cmdline: str = "coreos.liveiso=fedora-coreos-41 ignition.firstboot", countdown: int = 3) -> None:
         self.m = Machine(tmp)
         (tmp / "disks.json").write_text(json.dumps(disks))
@@ -570,7 +575,8 @@ def test_aborted_countdown_releases_nothing(tmp_path: Path) -> None:
 
 def test_ctrl_c_while_writing_does_not_stop_the_install(tmp_path: Path) -> None:
     live = Live(tmp_path, [disk("/dev/sda")])
-    proc = subprocess.Popen(["bash", os.fspath(live.script)], env={**live.m.env, **live.env, "FAKE_INSTALL_SECONDS": "2"},
+    env = {**live.m.env, **live.env, "FAKE_INSTALL_SECONDS": "2"}
+    proc = subprocess.Popen(["bash", os.fspath(live.script)], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
     deadline = time.monotonic() + 10
     while not live.m.calls("coreos-installer") and time.monotonic() < deadline:

@@ -16,6 +16,7 @@ import textwrap
 import time
 import urllib.parse
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -34,8 +35,9 @@ def bu(text: str, **kwargs: object) -> str:
     return output
 
 
-def bu_json(text: str, **kwargs: object) -> dict:
-    return json.loads(bu(text, **kwargs))
+def bu_json(text: str, **kwargs: object) -> dict[str, Any]:
+    loaded: dict[str, Any] = json.loads(bu(text, **kwargs))
+    return loaded
 
 
 def warnings_of(text: str, **kwargs: object) -> list[str]:

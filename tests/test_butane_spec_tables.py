@@ -18,6 +18,7 @@ import gzip
 import json
 import textwrap
 import urllib.parse
+from typing import Any
 
 import pytest
 
@@ -35,7 +36,7 @@ ROOT_CONSTRAINED = ("root partition cannot expand; it is set to fill available s
                     "auto-positioned partition")
 
 
-def run(text: str, **kwargs: object) -> tuple[dict, list[str]]:
+def run(text: str, **kwargs: object) -> tuple[dict[str, Any], list[str]]:
     out, warns = transpile(textwrap.dedent(text), **kwargs)  # type: ignore[arg-type]
     return json.loads(out), warns
 
@@ -82,7 +83,7 @@ BOOT_DEVICE_BY_VERSION = [
 
 
 @pytest.mark.parametrize(("version", "body", "storage"), BOOT_DEVICE_BY_VERSION)
-def test_boot_device_table_per_spec(version: str, body: str, storage: dict) -> None:
+def test_boot_device_table_per_spec(version: str, body: str, storage: dict[str, Any]) -> None:
     mirror_without_layout = "mirror:" in body and "layout:" not in body
     if mirror_without_layout and MINOR[version] >= 7:
         body = body.replace("boot_device:\n", "boot_device:\n  layout: x86_64\n", 1)

@@ -16,6 +16,7 @@ import json
 import os
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -27,7 +28,7 @@ PREP = "9E1A2D38-C612-4316-AA26-8B49521E5A8B"
 RESERVED = "8DA63339-0007-60C0-C436-083AC8230908"
 
 
-def run(text: str, **kwargs: object) -> tuple[dict, list[str]]:
+def run(text: str, **kwargs: object) -> tuple[dict[str, Any], list[str]]:
     out, warns = transpile(textwrap.dedent(text), **kwargs)  # type: ignore[arg-type]
     return json.loads(out), warns
 
@@ -44,8 +45,8 @@ def header(version: str) -> str:
 
 # ---------------------------------------------------------------- boot_device (fcos v1_6 table)
 
-def _mirror_disk(device: str, n: int, layout: str = "x86_64") -> dict:
-    parts: list[dict] = []
+def _mirror_disk(device: str, n: int, layout: str = "x86_64") -> dict[str, Any]:
+    parts: list[dict[str, Any]] = []
     # v1_3+ translate.go: bios | prep | reserved first, then esp | reserved
     if layout == "x86_64":
         parts.append({"label": f"bios-{n}", "sizeMiB": 1, "typeGuid": BIOS})
@@ -61,7 +62,7 @@ def _mirror_disk(device: str, n: int, layout: str = "x86_64") -> dict:
     return {"device": device, "partitions": parts, "wipeTable": True}
 
 
-def _mirror_raid(n: int) -> list[dict]:
+def _mirror_raid(n: int) -> list[dict[str, Any]]:
     return [
         {"devices": [f"/dev/disk/by-partlabel/boot-{i}" for i in range(1, n + 1)], "level": "raid1",
          "name": "md-boot", "options": ["--metadata=1.0"]},
@@ -70,7 +71,7 @@ def _mirror_raid(n: int) -> list[dict]:
     ]
 
 
-def _esp_fs(n: int) -> dict:
+def _esp_fs(n: int) -> dict[str, Any]:
     return {"device": f"/dev/disk/by-partlabel/esp-{n}", "format": "vfat", "label": f"esp-{n}",
             "wipeFilesystem": True}
 
@@ -151,7 +152,7 @@ BOOT_DEVICE_CASES = [
 
 
 @pytest.mark.parametrize(("body", "storage"), BOOT_DEVICE_CASES)
-def test_boot_device_table(body: str, storage: dict) -> None:
+def test_boot_device_table(body: str, storage: dict[str, Any]) -> None:
     out, warns = run(header("1.6.0") + body)
     # Butane v0.29.0: a mirror without layout warns in the stable specs (an error from 1.7.0)
     mirror_without_layout = "mirror:" in body and "layout:" not in body
@@ -244,9 +245,10 @@ def test_boot_device_validation_table(body: str, message: str, where: str) -> No
 
 # ---------------------------------------------------------------- mount units (base/v0_6 template)
 
-def _units(text: str) -> list[dict]:
+def _units(text: str) -> list[dict[str, Any]]:
     out, _ = run(text)
-    return out["systemd"]["units"]
+    units: list[dict[str, Any]] = out["systemd"]["units"]
+    return units
 
 
 def test_mount_unit_template_local_with_options() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import json
 import textwrap
+from typing import Any
 
 import pytest
 
@@ -15,7 +16,7 @@ CONTEXT_MISMATCH = ("context tree does not match content tree at {}. Line and co
                     "inconsistent. Unused keys may not be reported.")
 
 
-def run(text: str, **kwargs: object) -> tuple[dict, list[str]]:
+def run(text: str, **kwargs: object) -> tuple[dict[str, Any], list[str]]:
     out, warns = transpile(textwrap.dedent(text), **kwargs)  # type: ignore[arg-type]
     return json.loads(out), warns
 
@@ -173,14 +174,14 @@ def test_inline_merge_config_must_parse_from_1_7(inline: str, kind: str | None, 
     text = f"variant: fcos\nversion: 1.7.0\nignition:\n  config:\n    merge:\n      - inline: '{inline}'\n"
     if kind == "error":
         error = failure(text)
-        assert len(error.entries) == 1 and message in error.entries[0]
+        assert len(error.entries) == 1 and message is not None and message in error.entries[0]
         assert error.entries[0].startswith("error at $.ignition.config.merge.0.inline")
         return
     _, warns = run(text)
     if kind is None:
         assert warns == []
     else:
-        assert len(warns) == 1 and message in warns[0]
+        assert len(warns) == 1 and message is not None and message in warns[0]
         assert warns[0].startswith("warning at $.ignition.config.merge.0.version")
 
 

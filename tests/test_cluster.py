@@ -8,6 +8,7 @@ import os
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -44,8 +45,9 @@ def configs_from_iso(project: Project, node: str) -> tuple[str, str]:
     return live, file_contents(json.loads(live), NESTED).decode()
 
 
-def k3s_config(installed: str) -> dict[str, object]:
-    return yaml.safe_load(file_contents(json.loads(installed), "/etc/rancher/k3s/config.yaml"))
+def k3s_config(installed: str) -> dict[str, Any]:
+    config: dict[str, Any] = yaml.safe_load(file_contents(json.loads(installed), "/etc/rancher/k3s/config.yaml"))
+    return config
 
 
 def test_one_iso_per_node_with_checksums(cluster: Project) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
 from pathlib import Path
@@ -10,6 +11,7 @@ import pytest
 
 from tasks import config
 from tasks.config import ConfigError, parse, read_ssh_keys
+from tests.tools import REPO
 
 ED25519 = ("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl "
            "alice@example.test")
@@ -133,8 +135,8 @@ def test_the_shipped_configs_are_valid(tmp_path: Path) -> None:
     repo = Path(__file__).resolve().parent.parent
     for source in [repo / "jsonnet" / "cluster.jsonnet", *sorted((repo / "jsonnet" / "examples").glob("*.jsonnet"))]:
         config.load.cache_clear()
-        cluster = config.load(source, tmp_path)
-        assert cluster.nodes
+        cluster = config.with_files(config.load(source), tmp_path, tmp_path)  # as render reads them
+        assert cluster.nodes and cluster.ssh_keys
 
 
 def test_cli_prints_the_values_ci_reads(tmp_path: Path) -> None:
@@ -174,3 +176,60 @@ def test_default_fingerprints_are_fedoras_current_primary_keys() -> None:
                                  capture_output=True, text=True, check=True).stdout
         fingerprints[release] = next(line.split(":")[9] for line in listing.splitlines() if line.startswith("fpr:"))
     assert config.FEDORA_FINGERPRINTS == tuple(fingerprints[release] for release in range(43, 48))
+
+
+# --- the README's config table is the schema's ---------------------------------------------------------
+
+def schema_rows(schema: type = config.Config, prefix: str = "") -> dict[str, tuple[type, str]]:
+    """Every field a config file may set, as the README names it (`fcos.updates.days`, `nodes[].disk`),
+    with the dataclass that declares it: nested dataclasses are opened, not listed themselves."""
+    import typing
+
+    rows: dict[str, tuple[type, str]] = {}
+    hints = typing.get_type_hints(schema)
+    for name in config.file_fields(schema):
+        hint = hints[name]
+        item = typing.get_args(hint)[0] if typing.get_origin(hint) is tuple and name == "nodes" else hint
+        if dataclasses.is_dataclass(item) and isinstance(item, type):
+            if item is not hint:  # a list of objects: the list has a row (its default), then its items' fields
+                rows[f"{prefix}{name}"] = (schema, name)
+            rows.update(schema_rows(item, f"{prefix}{name}[]." if item is not hint else f"{prefix}{name}."))
+        else:
+            rows[f"{prefix}{name}"] = (schema, name)
+    return rows
+
+
+def shown_default(schema: type, field: str) -> str | None:
+    """How the README shows a default it can show literally; None where it describes it in words."""
+    spec = {f.name: f for f in dataclasses.fields(schema)}[field]
+    if "default" in spec.metadata:
+        return str(spec.metadata["default"])
+    default = config.default_of(schema, field)
+    if isinstance(default, str | int) and not isinstance(default, bool):
+        return f"`{default}`"
+    if default in ((), {}):
+        return "`[]`" if config.json_kind(schema, field) is list else "`{}`"
+    return None  # None (absent) or a value described in words
+
+
+def readme_rows() -> dict[str, str]:
+    """The README's configuration table: field → default cell (`a` / `b` rows count for both)."""
+    lines = (REPO / "README.md").read_text().splitlines()
+    start = lines.index("| field | default | meaning |") + 2
+    rows: dict[str, str] = {}
+    for line in lines[start:]:
+        if not line.startswith("|"):
+            break
+        fields, default = (cell.strip() for cell in line.strip("|").split("|")[:2])
+        for name in fields.split(" / "):
+            rows[name.strip("`")] = default
+    return rows
+
+
+def test_readme_config_table_matches_the_schema() -> None:
+    schema, readme = schema_rows(), readme_rows()
+    assert sorted(readme) == sorted(schema)
+    for name, (dataclass, field) in schema.items():
+        shown = shown_default(dataclass, field)
+        if shown is not None:
+            assert readme[name] == shown, f"README: {name} defaults to {readme[name]}; the schema says {shown}"

@@ -11,7 +11,7 @@ import json
 import os
 import shutil
 import subprocess
-from dataclasses import dataclass
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -19,103 +19,18 @@ import pytest
 
 from tasks import fetch as fetch_module
 from tasks.common import BuildError
-from tasks.download import RetryPolicy, download
+from tasks.download import download
 from tasks.fetch import (
-    KEYRING_FILE,
-    RELEASE_FILE,
     UPSTREAM,
-    download_paths,
-    fetch_release,
     iso_from_meta,
     iso_from_stream,
     mirrored,
     parse_stream,
     version_key,
 )
-from tasks.verify import VERIFIED_STAMP, verified_iso_path, verify_release
-from tests.mirror import Mirror, publish_fcos, sha256_file
-from tests.signing import SigningKey
-from tests.tools import shared_dir
-
-POLICY = RetryPolicy(attempts=3, backoff=0.01, timeout=5)
-RELEASE = "44.20260707.3.1"
-NEWER = "44.20260721.3.0"
-ISO_SIZE = 3_000_000
-
-
-@dataclass
-class Site:
-    mirror: Mirror
-    key: SigningKey
-    iso: Path  # the pristine ISO as published
-    published: dict[str, str]
-    settings: dict[str, Any]  # a Config.fetch_slice()
-    project: Path
-
-    @property
-    def iso_rel(self) -> str:
-        return self.published["iso_relpath"]
-
-    def fetch(self, **kwargs: Any) -> fetch_module.Release:
-        return fetch_release(self.settings, POLICY, **kwargs)
-
-    def verify(self, pinned: tuple[str, ...] | None = None) -> dict[str, Any]:
-        iso, signature = download_paths("x86_64")
-        return verify_release(RELEASE_FILE, iso, signature, KEYRING_FILE, pinned or (self.key.fingerprint,),
-                              verified_iso_path("x86_64"), VERIFIED_STAMP)
-
-    def publish(self, iso: Path, **kwargs: Any) -> dict[str, str]:
-        kwargs.setdefault("base_url", self.mirror.url(""))
-        self.published = publish_fcos(self.mirror.root, iso, kwargs.pop("key", self.key), **kwargs)
-        return self.published
-
-
-def settings_for(published: dict[str, str], **overrides: Any) -> dict[str, Any]:
-    settings = {"stream": "stable", "architecture": "x86_64", "release": None,
-                "stream_url": published["stream_url"], "mirror": None, "keyring": published["keyring_url"]}
-    settings.update(overrides)
-    return settings
-
-
-@pytest.fixture(scope="session")
-def signing_key(tmp_path_factory: pytest.TempPathFactory) -> SigningKey:
-    return SigningKey.generate(tmp_path_factory.mktemp("signer"))
-
-
-@pytest.fixture(scope="session")
-def other_key(tmp_path_factory: pytest.TempPathFactory) -> SigningKey:
-    return SigningKey.generate(tmp_path_factory.mktemp("other"), name="Someone Else")
-
-
-@pytest.fixture(scope="session")
-def iso_bytes() -> bytes:
-    return os.urandom(ISO_SIZE)
-
-
-@pytest.fixture
-def site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, signing_key: SigningKey, iso_bytes: bytes):
-    project = tmp_path / "project"
-    project.mkdir()
-    monkeypatch.chdir(project)
-    iso = tmp_path / "fcos.iso"
-    iso.write_bytes(iso_bytes)
-    with Mirror(tmp_path / "mirror") as mirror:
-        published = publish_fcos(mirror.root, iso, signing_key, base_url=mirror.url(""))
-        yield Site(mirror=mirror, key=signing_key, iso=iso, published=published,
-                   settings=settings_for(published), project=project)
-
-
-def one_line_error(excinfo: pytest.ExceptionInfo[BuildError], *needles: str) -> str:
-    text = str(excinfo.value)
-    assert "\n" not in text, text
-    for needle in needles:
-        assert needle in text, text
-    return text
-
-
-def assert_nothing_verified() -> None:
-    assert not verified_iso_path("x86_64").exists()
-    assert not VERIFIED_STAMP.exists()
+from tests.fcos_site import FILES, ISO_SIZE, NEWER, POLICY, RELEASE, Site, one_line_error
+from tests.mirror import Mirror, publish_fcos
+from tests.tools import sha256_file, shared_dir
 
 
 def iso_gets(site: Site) -> list[tuple[str, str, str | None]]:
@@ -183,10 +98,10 @@ def test_pinned_release_from_build_directory_and_meta_json() -> None:
 
 def test_fetch_records_the_release_and_downloads_iso_signature_keyring(site: Site) -> None:
     fetched = site.fetch()
-    iso, signature = download_paths("x86_64")
+    iso, signature = (FILES.downloaded_iso, FILES.downloaded_signature)
     assert iso.read_bytes() == site.iso.read_bytes()
-    assert signature.is_file() and KEYRING_FILE.read_bytes() == site.key.public_armored
-    recorded = json.loads(RELEASE_FILE.read_text())
+    assert signature.is_file() and FILES.keyring.read_bytes() == site.key.public_armored
+    recorded = json.loads(FILES.release.read_text())
     assert recorded["release"] == RELEASE == fetched.release
     assert recorded["downloaded_sha256"] == recorded["sha256"] == site.published["sha256"]
     assert not list(iso.parent.glob("*.part*"))
@@ -198,7 +113,7 @@ def test_connection_dropped_twice_then_resumed_byte_identical(
     site.mirror.drop_after(site.iso_rel, 700_000)
     site.fetch()
     site.verify()
-    assert verified_iso_path("x86_64").read_bytes() == site.iso.read_bytes()
+    assert FILES.verified_iso.read_bytes() == site.iso.read_bytes()
     assert [r[2] for r in iso_gets(site)] == [None, "bytes=1000000-", "bytes=1700000-"]
     log = capsys.readouterr().err
     assert "connection dropped mid-transfer at byte 1,000,000" in log
@@ -213,14 +128,14 @@ def test_restart_after_an_interrupted_run_resumes_the_part(
     with pytest.raises(BuildError) as excinfo:
         site.fetch()
     one_line_error(excinfo, "HTTP 503", "3 attempts", "run doit again to resume")
-    part = download_paths("x86_64")[0].with_name("fedora-coreos-live.x86_64.iso.part")
+    part = FILES.downloaded_iso.with_name("fedora-coreos-live.x86_64.iso.part")
     assert part.stat().st_size == 1_200_000
     capsys.readouterr()
     site.fetch()  # a new run: hashes the part on disk, then asks for the rest
     assert iso_gets(site)[-1][2] == "bytes=1200000-"
     assert "resuming at byte 1,200,000" in capsys.readouterr().err
     site.verify()
-    assert verified_iso_path("x86_64").read_bytes() == site.iso.read_bytes()
+    assert FILES.verified_iso.read_bytes() == site.iso.read_bytes()
 
 
 def test_server_ignoring_range_falls_back_to_a_full_download(
@@ -229,12 +144,12 @@ def test_server_ignoring_range_falls_back_to_a_full_download(
     site.mirror.ignore_range(site.iso_rel, times=1)
     site.fetch()
     site.verify()
-    assert verified_iso_path("x86_64").read_bytes() == site.iso.read_bytes()
+    assert FILES.verified_iso.read_bytes() == site.iso.read_bytes()
     assert "ignored the Range request; downloading from the start" in capsys.readouterr().err
 
 
 def test_part_of_another_release_is_not_resumed(site: Site) -> None:
-    iso, _ = download_paths("x86_64")
+    iso, _ = (FILES.downloaded_iso, FILES.downloaded_signature)
     iso.parent.mkdir(parents=True)
     part = iso.with_name(iso.name + ".part")
     part.write_bytes(b"x" * 500_000)
@@ -265,7 +180,7 @@ def test_iso_404(site: Site) -> None:
     with pytest.raises(BuildError) as excinfo:
         site.fetch()
     one_line_error(excinfo, "not found: HTTP 404", site.iso_rel)
-    assert not download_paths("x86_64")[0].exists()
+    assert not FILES.downloaded_iso.exists()
 
 
 def test_iso_5xx_after_retries(site: Site) -> None:
@@ -274,7 +189,7 @@ def test_iso_5xx_after_retries(site: Site) -> None:
         site.fetch()
     one_line_error(excinfo, "HTTP 503", "3 attempts")
     assert len(iso_gets(site)) == POLICY.attempts
-    assert not download_paths("x86_64")[0].exists()
+    assert not FILES.downloaded_iso.exists()
 
 
 def test_html_page_instead_of_the_iso(site: Site) -> None:
@@ -282,7 +197,7 @@ def test_html_page_instead_of_the_iso(site: Site) -> None:
     with pytest.raises(BuildError) as excinfo:
         site.fetch()
     one_line_error(excinfo, "served an HTML page instead of the file")
-    assert not download_paths("x86_64")[0].exists()
+    assert not FILES.downloaded_iso.exists()
 
 
 def test_truncated_download_gives_up_and_keeps_the_part(site: Site) -> None:
@@ -290,7 +205,7 @@ def test_truncated_download_gives_up_and_keeps_the_part(site: Site) -> None:
     with pytest.raises(BuildError) as excinfo:
         site.fetch()
     one_line_error(excinfo, "connection dropped mid-transfer", "3 attempts")
-    assert not download_paths("x86_64")[0].exists()
+    assert not FILES.downloaded_iso.exists()
 
 
 def test_truncated_file_on_the_mirror_is_a_sha256_mismatch(site: Site) -> None:
@@ -301,7 +216,7 @@ def test_truncated_file_on_the_mirror_is_a_sha256_mismatch(site: Site) -> None:
     with pytest.raises(BuildError) as excinfo:
         site.fetch()
     one_line_error(excinfo, "sha256 mismatch", "moved aside to build/fcos/rejected/REJECTED-")
-    assert not download_paths("x86_64")[0].exists()
+    assert not FILES.downloaded_iso.exists()
     assert sorted(p.name for p in Path("build/fcos/rejected").iterdir()) == [
         "REASON.txt", f"REJECTED-fedora-coreos-{RELEASE}-live-iso.x86_64.iso"]
     assert "sha256 mismatch" in Path("build/fcos/rejected/REASON.txt").read_text()
@@ -313,7 +228,7 @@ def test_missing_signature_file(site: Site) -> None:
         site.fetch()
     one_line_error(excinfo, "ISO signature not found: HTTP 404", ".iso.sig")
     assert not iso_gets(site)  # the 800 MB ISO is not even started
-    assert not download_paths("x86_64")[0].exists()
+    assert not FILES.downloaded_iso.exists()
 
 
 def test_html_page_instead_of_the_signature(site: Site) -> None:
@@ -345,7 +260,7 @@ def test_bad_stream_metadata_from_the_mirror(site: Site, change: str) -> None:
 def test_unreachable_keyring(site: Site) -> None:
     with Mirror(site.project.parent / "gone") as gone:
         url = gone.url("keys/fedora.asc")
-    site.settings["keyring"] = url  # that port is closed now
+    site.fcos = replace(site.fcos, keyring=url)  # that port is closed now
     with pytest.raises(BuildError) as excinfo:
         site.fetch()
     one_line_error(excinfo, "keyring (fcos.keyring): connection refused from " + url, "3 attempts")
@@ -379,7 +294,7 @@ def test_disk_full_while_writing_is_one_line(site: Site, monkeypatch: pytest.Mon
         site.fetch()
     one_line_error(excinfo, "disk full while writing build/fcos/download/fedora-coreos-live.x86_64.iso.part",
                    "the download resumes")
-    assert not download_paths("x86_64")[0].exists()
+    assert not FILES.downloaded_iso.exists()
     monkeypatch.setattr(download_module, "_write", real_write)
     site.fetch()  # space freed: resumes and completes
     assert iso_gets(site)[-1][2] is not None
@@ -417,19 +332,19 @@ def test_recorded_release_is_kept_and_update_moves_to_a_newer_one(site: Site, tm
     newer = newer_iso(site, tmp_path)
     site.publish(newer, release=NEWER)  # the stream moves on
     assert site.fetch().release == RELEASE  # a plain fetch keeps what it recorded
-    fetch_module.update(site.settings, POLICY)  # `doit update`
-    assert json.loads(RELEASE_FILE.read_text())["release"] == NEWER
-    assert download_paths("x86_64")[0].read_bytes() == newer.read_bytes()
-    assert json.loads(VERIFIED_STAMP.read_text())["release"] == RELEASE  # not verified yet
+    fetch_module.update(site.fcos, FILES, POLICY)  # `doit update`
+    assert json.loads(FILES.release.read_text())["release"] == NEWER
+    assert FILES.downloaded_iso.read_bytes() == newer.read_bytes()
+    assert json.loads(FILES.verified_stamp.read_text())["release"] == RELEASE  # not verified yet
     site.verify()
-    assert json.loads(VERIFIED_STAMP.read_text())["release"] == NEWER
-    assert verified_iso_path("x86_64").read_bytes() == newer.read_bytes()
+    assert json.loads(FILES.verified_stamp.read_text())["release"] == NEWER
+    assert FILES.verified_iso.read_bytes() == newer.read_bytes()
 
 
 def test_update_without_a_newer_release_downloads_nothing(
         site: Site, capsys: pytest.CaptureFixture[str]) -> None:
     site.fetch()
-    fetch_module.update(site.settings, POLICY)
+    fetch_module.update(site.fcos, FILES, POLICY)
     assert len(iso_gets(site)) == 1
     assert "already at the stream's latest release" in capsys.readouterr().err
 
@@ -437,18 +352,18 @@ def test_update_without_a_newer_release_downloads_nothing(
 def test_pin_to_a_release_the_stream_no_longer_lists(site: Site, tmp_path: Path) -> None:
     older = site.iso
     site.publish(newer_iso(site, tmp_path), release=NEWER)  # stream now at NEWER, RELEASE still on disk
-    site.settings["release"] = RELEASE
+    site.fcos = replace(site.fcos, release=RELEASE)
     fetched = site.fetch()
     assert (fetched.release, fetched.sha256_source) == (RELEASE, "meta.json")
     site.verify()
-    assert verified_iso_path("x86_64").read_bytes() == older.read_bytes()
+    assert FILES.verified_iso.read_bytes() == older.read_bytes()
 
 
 def test_pin_without_meta_json_relies_on_the_signature(site: Site, tmp_path: Path,
                                                        capsys: pytest.CaptureFixture[str]) -> None:
     (site.mirror.root / site.iso_rel).with_name("meta.json").unlink()
     site.publish(newer_iso(site, tmp_path), release=NEWER)
-    site.settings["release"] = RELEASE
+    site.fcos = replace(site.fcos, release=RELEASE)
     fetched = site.fetch()
     assert fetched.sha256 is None and fetched.sha256_source == "none"
     stamp = site.verify()
@@ -461,7 +376,7 @@ def test_pin_without_meta_json_relies_on_the_signature(site: Site, tmp_path: Pat
 def test_fcos_mirror_rewrites_stream_and_artifact_urls(site: Site) -> None:
     """The tree says https://builds.coreos.fedoraproject.org/...; fcos.mirror points it all at 127.0.0.1."""
     published = site.publish(site.iso, base_url=UPSTREAM)
-    site.settings.update(stream_url=published["stream_url"], mirror=site.mirror.url(""))
+    site.fcos = replace(site.fcos, stream_url=published["stream_url"], mirror=site.mirror.url(""))
     site.fetch()
     site.verify()
     assert site.mirror.requests_for("streams/stable.json")
@@ -471,24 +386,24 @@ def test_fcos_mirror_rewrites_stream_and_artifact_urls(site: Site) -> None:
 def test_file_urls_for_stream_iso_signature_and_keyring(site: Site, tmp_path: Path) -> None:
     tree = tmp_path / "usb-stick"
     published = publish_fcos(tree, site.iso, site.key, base_url=UPSTREAM)
-    site.settings.update(stream_url=published["stream_url"], mirror=tree.as_uri() + "/",
+    site.fcos = replace(site.fcos, stream_url=published["stream_url"], mirror=tree.as_uri() + "/",
                          keyring=(tree / "keys" / "test.asc").as_uri())
     site.mirror.stop()
     site.fetch()
     site.verify()
-    assert verified_iso_path("x86_64").read_bytes() == site.iso.read_bytes()
+    assert FILES.verified_iso.read_bytes() == site.iso.read_bytes()
 
 
 def test_local_keyring_path(site: Site, tmp_path: Path) -> None:
     keyring = Path("keyring.asc")
     keyring.write_bytes(site.key.public_armored)
-    site.settings["keyring"] = os.fspath(keyring)
+    site.fcos = replace(site.fcos, keyring=os.fspath(keyring))
     site.fetch()
-    assert KEYRING_FILE.read_bytes() == site.key.public_armored
+    assert FILES.keyring.read_bytes() == site.key.public_armored
 
 
 def test_a_complete_part_left_before_the_rename_is_not_downloaded_again(site: Site) -> None:
-    iso, _ = download_paths("x86_64")
+    iso, _ = (FILES.downloaded_iso, FILES.downloaded_signature)
     iso.parent.mkdir(parents=True)
     part = iso.with_name(iso.name + ".part")
     part.write_bytes(site.iso.read_bytes())  # killed right after the last byte, before the rename

@@ -10,6 +10,7 @@ import functools
 import os
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -20,7 +21,7 @@ from tests.test_k3s_configs import CLUSTER_ID, fake_ssh_key, ignition_files, par
 MAC_S1 = "52:54:00:00:00:01"
 SERIAL_S2 = "sn0002"  # as the build normalizes "SN 0002"
 UUID_A1 = "4c4c4544-0042-3510-8051-b4c04f4e4a32"
-RAW_CLUSTER = {
+RAW_CLUSTER: dict[str, Any] = {
     "name": "rack", "output": "cluster",
     "nodes": [
         {"name": "s1", "role": "server", "macs": [MAC_S1.upper()]},
@@ -30,7 +31,7 @@ RAW_CLUSTER = {
 }
 
 
-def cluster_live_files(raw: dict = RAW_CLUSTER) -> dict[str, tuple[int | None, str]]:
+def cluster_live_files(raw: dict[str, Any] = RAW_CLUSTER) -> dict[str, tuple[int | None, str]]:
     import butane
 
     cluster = config.parse(raw, "rack.jsonnet", ssh_keys=(fake_ssh_key("a"),)).template_input()
@@ -100,7 +101,7 @@ def test_node_table_carries_every_node_normalized() -> None:
     ({"macs": ("aa:bb:cc:dd:ee:ff",), "serial": "SN 0002"}, "s2", "system serial"),
     ({"serial": "unknown", "uuid": UUID_A1.upper()}, "a1", "system UUID"),
 ])
-def test_picks_its_node_in_order(tmp_path: Path, machine: dict, node: str, how: str) -> None:
+def test_picks_its_node_in_order(tmp_path: Path, machine: dict[str, Any], node: str, how: str) -> None:
     result = Machine(tmp_path, **machine).select()
     assert result.returncode == 0, result.stderr
     assert result.stdout == f"{node}\n"
@@ -134,8 +135,8 @@ def test_unknown_karg_node_refuses(tmp_path: Path) -> None:
 def test_a_machine_matching_two_nodes_refuses(tmp_path: Path) -> None:
     """Two NICs of one machine listed for two nodes: the build cannot see that; the machine refuses."""
     other_mac = "52:54:00:00:00:02"
-    raw = {**RAW_CLUSTER, "nodes": [RAW_CLUSTER["nodes"][0], {**RAW_CLUSTER["nodes"][1], "macs": [other_mac]},
-                                    RAW_CLUSTER["nodes"][2]]}
+    nodes: list[dict[str, Any]] = RAW_CLUSTER["nodes"]
+    raw = {**RAW_CLUSTER, "nodes": [nodes[0], {**nodes[1], "macs": [other_mac]}, nodes[2]]}
     result = Machine(tmp_path, macs=(MAC_S1, other_mac), files=cluster_live_files(raw)).select()
     assert result.returncode == 1 and result.stdout == ""
     assert "matches several nodes (s1 s2)" in result.stderr
@@ -150,7 +151,7 @@ def test_a_machine_matching_two_nodes_refuses(tmp_path: Path) -> None:
     ([{"name": "a", "role": "server", "macs": ["52:54:00:00:00"]}], "nodes[0].macs[0]: must be a MAC address"),
     ([{"name": "a", "role": "server", "uuid": "1234"}], "nodes[0].uuid: must be a UUID"),
 ])
-def test_identity_errors_name_the_field(nodes: list, message: str) -> None:
+def test_identity_errors_name_the_field(nodes: list[Any], message: str) -> None:
     with pytest.raises(config.ConfigError) as error:
         config.parse({"nodes": nodes}, "c.jsonnet")
     assert message in str(error.value)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import subprocess
@@ -11,15 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from tasks import iso, iso9660
+from tasks import iso
+from tasks.common import BuildError
+from tasks.iso import iso9660
 from tests.synthetic_iso import DEFAULT_KARGS, build_fcos_iso
-from tests.tools import REPO
+from tests.tools import REPO, sha256_file
 
 CONFIG = b'{"ignition":{"version":"3.4.0"},"passwd":{"users":[{"name":"core"}]}}\n'
 
-
-def sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def cli(*args: str | Path, stdin: bytes = b"") -> subprocess.CompletedProcess[bytes]:
@@ -30,13 +28,6 @@ def cli(*args: str | Path, stdin: bytes = b"") -> subprocess.CompletedProcess[by
         cwd=REPO,
         timeout=60,
     )
-
-
-@pytest.fixture
-def fcos_iso(tmp_path: Path) -> Path:
-    path = tmp_path / "fcos.iso"
-    build_fcos_iso(path)
-    return path
 
 
 # ---------------------------------------------------------------------------------------------- cpio
@@ -88,7 +79,7 @@ def test_decode_accepts_gzip_and_rejects_trailing_garbage() -> None:
     archive = iso.encode_cpio({"config.ign": b"{}"})
     assert iso.decode_initrd(gzip.compress(archive) + bytes(16)) == {"config.ign": b"{}"}
     assert iso.decode_initrd(archive + bytes(8)) == {"config.ign": b"{}"}
-    with pytest.raises(iso.IsoError, match="^found trailing garbage inside compressed archive$"):
+    with pytest.raises(BuildError, match="^found trailing garbage inside compressed archive$"):
         iso.decode_initrd(lzma.compress(archive + b"junk", format=lzma.FORMAT_XZ, check=lzma.CHECK_CRC32))
 
 
@@ -123,12 +114,12 @@ def test_iso9660_plain_names_only(fcos_iso: Path) -> None:
 def test_embed_to_output_refuses_to_overwrite(fcos_iso: Path, tmp_path: Path) -> None:
     output = tmp_path / "out.iso"
     output.write_bytes(b"precious")
-    with pytest.raises(iso.IsoError, match="already exists"):
+    with pytest.raises(BuildError, match="already exists"):
         iso.embed_ignition(fcos_iso, CONFIG, output=output)
     assert output.read_bytes() == b"precious"
     iso.embed_ignition(fcos_iso, CONFIG, output=output, overwrite_output=True)
     assert iso.show_ignition(output) == CONFIG
-    assert not [p for p in tmp_path.iterdir() if p.name.startswith(iso.TEMP_PREFIX)], "temporary file left"
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".part")], "temporary file left"
 
 
 def test_in_place_equals_output_mode(fcos_iso: Path, tmp_path: Path) -> None:
@@ -137,15 +128,15 @@ def test_in_place_equals_output_mode(fcos_iso: Path, tmp_path: Path) -> None:
     iso.modify_kargs(output, append=["console=ttyS0"])
     iso.embed_ignition(fcos_iso, CONFIG)
     iso.modify_kargs(fcos_iso, append=["console=ttyS0"])
-    assert sha256(output) == sha256(fcos_iso)
+    assert sha256_file(output) == sha256_file(fcos_iso)
 
 
 def test_network_keyfiles_kept_beside_ignition(fcos_iso: Path, tmp_path: Path) -> None:
-    original = sha256(fcos_iso)
+    original = sha256_file(fcos_iso)
     keyfile = tmp_path / "eth0.nmconnection"
     keyfile.write_bytes(b"[connection]\nid=eth0\n[ipv4]\nmethod=manual\naddress1=10.0.0.5/24,10.0.0.1\n")
     iso.embed_network(fcos_iso, [keyfile])
-    with pytest.raises(iso.IsoError, match=r"already has embedded network settings; use -f to force\.$"):
+    with pytest.raises(BuildError, match=r"already has embedded network settings; use -f to force\.$"):
         iso.embed_network(fcos_iso, [keyfile])
     iso.embed_ignition(fcos_iso, CONFIG)  # keyfiles don't count as an Ignition config
     assert iso.extract_network(fcos_iso) == {"eth0.nmconnection": keyfile.read_bytes()}
@@ -153,8 +144,8 @@ def test_network_keyfiles_kept_beside_ignition(fcos_iso: Path, tmp_path: Path) -
     assert iso.extract_network(fcos_iso) == {"eth0.nmconnection": keyfile.read_bytes()}
     iso.embed_network(fcos_iso, [keyfile], force=True)
     iso.remove_network(fcos_iso)
-    assert sha256(fcos_iso) == original
-    with pytest.raises(iso.IsoError, match=r"^No embedded network settings\.$"):
+    assert sha256_file(fcos_iso) == original
+    with pytest.raises(BuildError, match=r"^No embedded network settings\.$"):
         iso.extract_network(fcos_iso)
 
 
@@ -163,7 +154,7 @@ def test_kargs_edit_semantics() -> None:
     assert iso.edit_kargs(base, delete=["b=1"]) == "a c"
     assert iso.edit_kargs(base, append=[" d "], delete=["a"]) == "b=1 c b=1 d"
     assert iso.edit_kargs(base, replace=["b=1=2"]) == "a b=2 c b=2"
-    with pytest.raises(iso.IsoError, match="^Wrong input, format should be: KEY=OLD=NEW$"):
+    with pytest.raises(BuildError, match="^Wrong input, format should be: KEY=OLD=NEW$"):
         iso.edit_kargs(base, replace=["b=1"])
 
 
@@ -175,18 +166,18 @@ def test_kargs_areas_disagree(fcos_iso: Path) -> None:
         handle.seek(second)
         handle.write(b"other\n")
     disagree = r"^kargs don't match at all offsets! \(expected '.*', but offset "
-    with pytest.raises(iso.IsoError, match=disagree):
+    with pytest.raises(BuildError, match=disagree):
         iso.show_kargs(fcos_iso)
 
 
 def test_not_an_iso_and_incomplete(tmp_path: Path, fcos_iso: Path) -> None:
     junk = tmp_path / "junk.iso"
     junk.write_bytes(bytes(64 * 1024))
-    with pytest.raises(iso.IsoError, match="parsing ISO9660 image"):
+    with pytest.raises(BuildError, match="parsing ISO9660 image"):
         iso.show_ignition(junk)
     truncated = tmp_path / "truncated.iso"
     truncated.write_bytes(fcos_iso.read_bytes()[:200 * 1024])
-    with pytest.raises(iso.IsoError, match="^ISO image is incomplete$"):
+    with pytest.raises(BuildError, match="^ISO image is incomplete$"):
         iso.show_ignition(truncated)
 
 
@@ -199,7 +190,7 @@ def test_unrecognized_without_embed_area(tmp_path: Path) -> None:
     image.add_fp(__import__("io").BytesIO(b"hi"), 2, "/README.;1")
     image.write(str(plain))
     image.close()
-    with pytest.raises(iso.IsoError) as error:
+    with pytest.raises(BuildError) as error:
         iso.show_ignition(plain)
     assert error.value.message == "Unrecognized CoreOS ISO image."
     assert "finding initrd embed area" in (error.value.hint or "")
@@ -208,7 +199,7 @@ def test_unrecognized_without_embed_area(tmp_path: Path) -> None:
 def test_copy_file(tmp_path: Path, fcos_iso: Path) -> None:
     copy = tmp_path / "copy.iso"
     iso.copy_file(fcos_iso, copy)
-    assert sha256(copy) == sha256(fcos_iso)
+    assert sha256_file(copy) == sha256_file(fcos_iso)
 
 
 def test_padded_iso_is_sparse_friendly(tmp_path: Path) -> None:
@@ -223,7 +214,7 @@ def test_padded_iso_is_sparse_friendly(tmp_path: Path) -> None:
 
 
 def test_cli_round_trip(fcos_iso: Path, tmp_path: Path) -> None:
-    original = sha256(fcos_iso)
+    original = sha256_file(fcos_iso)
     config_file = tmp_path / "config.ign"
     config_file.write_bytes(CONFIG)
     output = tmp_path / "custom.iso"
@@ -246,14 +237,14 @@ def test_cli_round_trip(fcos_iso: Path, tmp_path: Path) -> None:
     assert cli("kargs", "show", "-d", output).stdout.decode() == DEFAULT_KARGS + "\n"
     assert cli("kargs", "reset", output).returncode == 0
     assert cli("ignition", "remove", output).returncode == 0
-    assert sha256(output) == original
+    assert sha256_file(output) == original
 
     streamed = tmp_path / "streamed.iso"
     with open(streamed, "wb") as handle:
         subprocess.run([sys.executable, "-m", "tasks.iso", "ignition", "embed", "-o", "-", str(fcos_iso)],
                        input=CONFIG, stdout=handle, cwd=REPO, check=True, timeout=60)
     iso.embed_ignition(fcos_iso, CONFIG)
-    assert sha256(streamed) == sha256(fcos_iso)
+    assert sha256_file(streamed) == sha256_file(fcos_iso)
 
 
 def test_cli_errors_are_one_line(tmp_path: Path, fcos_iso: Path) -> None:
@@ -299,7 +290,7 @@ def test_network_needs_feature(tmp_path: Path) -> None:
     finally:
         os.close(fd)
     unsupported = r"^This OS image does not support customizing network settings\.$"
-    with pytest.raises(iso.IsoError, match=unsupported):
+    with pytest.raises(BuildError, match=unsupported):
         iso.embed_network(path, [tmp_path / "x"])
 
 
@@ -335,5 +326,5 @@ def test_sha256_patched_is_the_sha256_of_the_patched_copy(tmp_path: Path) -> Non
     patches = iso.ignition_patches(source, b'{"ignition":{"version":"3.3.0"}}')
     patched = tmp_path / "out.iso"
     iso.apply_patches(source, patches, output=patched)
-    assert iso.sha256_patched(source, patches) == hashlib.sha256(patched.read_bytes()).hexdigest()
-    assert iso.sha256_patched(source, []) == hashlib.sha256(source.read_bytes()).hexdigest()
+    assert iso.sha256_patched(source, patches) == sha256_file(patched)
+    assert iso.sha256_patched(source, []) == sha256_file(source)

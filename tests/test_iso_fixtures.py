@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import lzma
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tasks import iso
-from tests.tools import shared_dir
+from tasks.common import BuildError
+from tests.tools import sha256_file, shared_dir
 
 FIXTURE_NAMES = [
     "embed-areas-2020-09.iso",
@@ -28,12 +29,9 @@ FIXTURE_NAMES = [
 CONFIG = b'{"ignition":{"version":"3.3.0"}}\n'
 
 
-def sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
 
 @pytest.fixture(params=FIXTURE_NAMES)
-def fixture_iso(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[Path, dict]:
+def fixture_iso(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[Path, dict[str, Any]]:
     """(decompressed ISO in tmp_path, its expected.json entry)."""
     directory = shared_dir("fixtures", "coreos-installer-isos")
     name = request.param
@@ -48,7 +46,7 @@ def test_fixture_set_is_complete() -> None:
     assert sorted(json.loads((directory / "expected.json").read_text())) == FIXTURE_NAMES
 
 
-def test_areas_found_as_coreos_installer_finds_them(fixture_iso: tuple[Path, dict]) -> None:
+def test_areas_found_as_coreos_installer_finds_them(fixture_iso: tuple[Path, dict[str, Any]]) -> None:
     path, expected = fixture_iso
     live = iso.read_live_iso(path)
     assert (live.ignition_area.offset, live.ignition_area.length) == (
@@ -65,12 +63,12 @@ def test_areas_found_as_coreos_installer_finds_them(fixture_iso: tuple[Path, dic
     assert [area.offset for area in live.kargs_layout.areas] == expected["kargs"]["areas"]
 
 
-def test_embed_show_remove_round_trip(fixture_iso: tuple[Path, dict], tmp_path: Path) -> None:
+def test_embed_show_remove_round_trip(fixture_iso: tuple[Path, dict[str, Any]], tmp_path: Path) -> None:
     path, expected = fixture_iso
-    original = sha256(path)
+    original = sha256_file(path)
     output = tmp_path / "out.iso"
     iso.embed_ignition(path, CONFIG, output=output)
-    assert sha256(path) == original, "-o must leave the input alone"
+    assert sha256_file(path) == original, "-o must leave the input alone"
     assert iso.show_ignition(output) == CONFIG
     area = expected["ignition"]
     raw = output.read_bytes()[area["offset"] : area["offset"] + area["length"]]
@@ -83,44 +81,44 @@ def test_embed_show_remove_round_trip(fixture_iso: tuple[Path, dict], tmp_path: 
     assert before[area["offset"] + area["length"] :] == output.read_bytes()[area["offset"] + area["length"] :]
 
     iso.remove_ignition(output)
-    assert sha256(output) == original
-    with pytest.raises(iso.IsoError, match=r"^No embedded Ignition config\.$"):
+    assert sha256_file(output) == original
+    with pytest.raises(BuildError, match=r"^No embedded Ignition config\.$"):
         iso.show_ignition(output)
 
 
-def test_in_place_embed_and_force(fixture_iso: tuple[Path, dict]) -> None:
+def test_in_place_embed_and_force(fixture_iso: tuple[Path, dict[str, Any]]) -> None:
     path, _ = fixture_iso
-    original = sha256(path)
+    original = sha256_file(path)
     iso.embed_ignition(path, CONFIG)
-    with pytest.raises(iso.IsoError) as error:
+    with pytest.raises(BuildError) as error:
         iso.embed_ignition(path, b"{}")
     assert error.value.message == "This ISO image already has an embedded Ignition config; use -f to force."
     assert iso.show_ignition(path) == CONFIG
     iso.embed_ignition(path, b"{}", force=True)
     assert iso.show_ignition(path) == b"{}"
     iso.remove_ignition(path)
-    assert sha256(path) == original
+    assert sha256_file(path) == original
 
 
-def test_too_large_config(fixture_iso: tuple[Path, dict]) -> None:
+def test_too_large_config(fixture_iso: tuple[Path, dict[str, Any]]) -> None:
     path, expected = fixture_iso
-    original = sha256(path)
+    original = sha256_file(path)
     config = os.urandom(300 * 1024)  # incompressible: cannot fit 256 KiB
-    with pytest.raises(iso.IsoError, match=r"^Compressed initramfs is too large: \d+ > 262144$") as error:
+    with pytest.raises(BuildError, match=r"^Compressed initramfs is too large: \d+ > 262144$") as error:
         iso.embed_ignition(path, config)
     assert error.value.hint and "config.ign" in error.value.hint
-    assert sha256(path) == original
+    assert sha256_file(path) == original
 
 
-def test_kargs_show_modify_reset(fixture_iso: tuple[Path, dict], tmp_path: Path) -> None:
+def test_kargs_show_modify_reset(fixture_iso: tuple[Path, dict[str, Any]], tmp_path: Path) -> None:
     path, expected = fixture_iso
     if expected["kargs"] is None:
         for call in (lambda: iso.show_kargs(path), lambda: iso.modify_kargs(path, append=["foo=bar"])):
-            with pytest.raises(iso.IsoError) as error:
+            with pytest.raises(BuildError) as error:
                 call()
             assert error.value.message == "No karg embed areas found; old or corrupted CoreOS ISO image."
         return
-    original = sha256(path)
+    original = sha256_file(path)
     default = expected["kargs"]["default"]
     assert iso.show_kargs(path) == default
     assert iso.show_kargs(path, default=True) == default
@@ -136,7 +134,7 @@ def test_kargs_show_modify_reset(fixture_iso: tuple[Path, dict], tmp_path: Path)
 
     iso.modify_kargs(output, delete=["foo=bar"], replace=["ignition.platform.id=metal=qemu"])
     assert iso.show_kargs(output) == default.replace("platform.id=metal", "platform.id=qemu")
-    with pytest.raises(iso.IsoError, match=r"^kargs too large for area: \d+ vs \d+$"):
+    with pytest.raises(BuildError, match=r"^kargs too large for area: \d+ vs \d+$"):
         iso.modify_kargs(output, append=["x" * size])
     iso.reset_kargs(output)
-    assert sha256(output) == original
+    assert sha256_file(output) == original

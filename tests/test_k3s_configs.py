@@ -17,13 +17,14 @@ import subprocess
 import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 
 from tasks import config
 from tasks.inline import NESTED_CONFIG_PATH, inline_config
-from tasks.render import cluster_id, render_butane, render_documents
+from tasks.render import cluster_id, render_documents
 from tests.ignition_root import apply_ignition, scratch_dir
 from tests.tools import REPO, require_root, require_tool
 
@@ -88,12 +89,14 @@ def ignition_files(ignition_text: str) -> dict[str, tuple[int | None, str]]:
     return out
 
 
-def ignition_units(ignition_text: str) -> dict[str, dict]:
+def ignition_units(ignition_text: str) -> dict[str, dict[str, Any]]:
     return {unit["name"]: unit for unit in json.loads(ignition_text).get("systemd", {}).get("units", [])}
 
 
-def k3s_config(node: str) -> dict:
-    return yaml.safe_load(ignition_files(rendered(node)["installed_ign"])["/etc/rancher/k3s/config.yaml"][1])
+def k3s_config(node: str) -> dict[str, Any]:
+    loaded: dict[str, Any] = yaml.safe_load(
+        ignition_files(rendered(node)["installed_ign"])["/etc/rancher/k3s/config.yaml"][1])
+    return loaded
 
 
 # --- the rendered configs ----------------------------------------------------------------------
@@ -226,7 +229,8 @@ def test_live_settings_per_node() -> None:
         files = ignition_files(rendered(node)["live_ign"])
         env = parse_env(files["/etc/k3s-autoinstall/install.env"][1])
         role = "agent" if node == "k3s-agent-1" else "server"
-        assert env == {"K3S_AI_CLUSTER": "homelab", "K3S_AI_CLUSTER_ID": CLUSTER_ID, "K3S_AI_NODE": node, "K3S_AI_ROLE": role,
+        assert env == {"K3S_AI_CLUSTER": "homelab", "K3S_AI_CLUSTER_ID": CLUSTER_ID, "K3S_AI_NODE": node,
+                       "K3S_AI_ROLE": role,
                        "K3S_AI_DISK": disk, "K3S_AI_AFTER_INSTALL": after, "K3S_AI_COUNTDOWN": "10",
                        "K3S_AI_IGNITION": NESTED_CONFIG_PATH, "K3S_AI_CONSOLES": ""}
         assert files["/usr/local/bin/run-coreos-installer"][0] == 0o755
@@ -333,7 +337,8 @@ def test_installed_config_applied_by_ignition(node: str, scratch: Path) -> None:
     for path in root.rglob("*"):
         if path.is_file() and not path.is_symlink():
             data = path.read_bytes()
-            if (TOKEN.encode() in data or AGENT_TOKEN.encode() in data) and path.name not in ("config.ign", "cache.json"):
+            holds_a_token = TOKEN.encode() in data or AGENT_TOKEN.encode() in data
+            if holds_a_token and path.name not in ("config.ign", "cache.json"):
                 assert mode(path) & 0o077 == 0, path
     for keyfile in keyfiles:
         assert mode(keyfile) == 0o600
@@ -421,9 +426,10 @@ def test_updates_held_until_k3s_runs_then_staggered_per_server() -> None:
      {"strategy": "fleet_lock", "fleet_lock": {"base_url": "http://fleetlock.example:8080/"}}),
     ({"strategy": "immediate"}, {"strategy": "immediate"}),
     ({"days": ["Sat"], "start_time": "23:30", "stagger_minutes": 90},
-     {"strategy": "periodic", "periodic": {"window": [{"days": ["Sun"], "start_time": "01:00", "length_minutes": 60}]}}),
+     {"strategy": "periodic",
+      "periodic": {"window": [{"days": ["Sun"], "start_time": "01:00", "length_minutes": 60}]}}),
 ])
-def test_update_strategies(updates: dict, expected: dict) -> None:
+def test_update_strategies(updates: dict[str, Any], expected: dict[str, Any]) -> None:
     import tomllib
 
     import butane

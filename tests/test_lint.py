@@ -1,4 +1,4 @@
-"""The code's own checks: ruff and mypy --strict on the pipeline, the transpiler and dodo.py."""
+"""The code's own checks: ruff and mypy --strict on the pipeline, the transpiler, dodo.py and the tests."""
 
 from __future__ import annotations
 
@@ -7,7 +7,10 @@ import sys
 
 from tests.tools import REPO, require_tool
 
-CODE = ["tasks", "butane", "dodo.py"]
+# Test modules being rewritten on other branches (issue 11, the butane work) join once those are merged.
+NOT_YET: set[str] = set()
+TESTS = sorted(f"tests/{path.name}" for path in (REPO / "tests").glob("*.py") if path.name not in NOT_YET)
+CODE = ["tasks", "butane", "dodo.py", *TESTS, "tests/bench"]
 
 
 def test_ruff_is_clean() -> None:

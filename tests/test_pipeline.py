@@ -14,12 +14,13 @@ import stat
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tests.mirror import Mirror
-from tests.pipeline_project import Project, file_contents, ssh_keygen
-from tests.tools import require_tool
+from tests.pipeline_project import Project, file_contents
+from tests.tools import require_tool, ssh_keygen
 
 STEPS = ("fetch", "verify", "render", "butane", "inline", "embed")
 
@@ -50,19 +51,21 @@ def copy_project(project: Project, target: Path) -> Project:
     return copy
 
 
-def embedded_live_config(iso: Path) -> dict[str, object]:
+def embedded_live_config(iso: Path) -> dict[str, Any]:
     from tasks.iso import show_ignition
 
-    return json.loads(show_ignition(iso))
+    config: dict[str, Any] = json.loads(show_ignition(iso))
+    return config
 
 
-def nested_installed_config(iso: Path) -> dict[str, object]:
-    return json.loads(file_contents(embedded_live_config(iso), "/home/core/k3s-autoinstall.ign"))
+def nested_installed_config(iso: Path) -> dict[str, Any]:
+    config: dict[str, Any] = json.loads(file_contents(embedded_live_config(iso), "/home/core/k3s-autoinstall.ign"))
+    return config
 
 
-def core_keys(ignition: dict[str, object]) -> list[str]:
-    users = ignition["passwd"]["users"]  # type: ignore[index]
-    return next(user for user in users if user["name"] == "core")["sshAuthorizedKeys"]
+def core_keys(ignition: dict[str, Any]) -> list[str]:
+    keys: list[str] = next(user for user in ignition["passwd"]["users"] if user["name"] == "core")["sshAuthorizedKeys"]
+    return keys
 
 
 def test_build_embeds_live_config_carrying_installed_config_with_keys(built: Project) -> None:
@@ -203,8 +206,7 @@ def test_jsonnet_error_names_file_and_line(built: Project, tmp_path: Path) -> No
 
 def test_private_key_in_keys_is_refused(built: Project, tmp_path: Path) -> None:
     project = copy_project(built, tmp_path / "checkout")
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", os.fspath(project.root / "keys" / "oops")],
-                   check=True)
+    ssh_keygen(project.root / "keys" / "oops", keep_private=True)
     shutil.copy(project.root / "keys" / "oops", project.root / "keys" / "oops2.pub")
     run = project.doit()
     assert run.returncode == 1
@@ -221,3 +223,15 @@ def test_no_key_at_all_says_how_to_add_one(built: Project, tmp_path: Path) -> No
     run = project.doit()
     assert run.returncode == 1
     assert "no SSH public key in keys/ nor in ~/.ssh/: copy one in" in run.stderr
+
+
+def test_no_key_fails_before_the_download(mirror: Mirror, tmp_path: Path) -> None:
+    project = Project.create(tmp_path / "fresh", mirror)
+    for key in (project.root / "keys").glob("*.pub"):
+        key.unlink()
+    run = project.doit()
+    assert run.returncode == 1
+    errors = [line for line in run.stderr.splitlines() if line.startswith("‣ error:")]
+    assert len(errors) == 1 and "no SSH public key in keys/ nor in ~/.ssh/" in errors[0], run.stderr
+    assert run.executed == ["fetch"]  # stopped there
+    assert not (project.root / "build" / "fcos" / "download").exists()  # nothing downloaded

@@ -13,6 +13,7 @@ from doit.exceptions import TaskFailed
 
 from tasks import embed, inline, render, token
 from tasks.common import BuildError, atomic_path
+from tests.synthetic_iso import build_fcos_iso
 
 LIVE = """variant: fcos
 version: 1.4.0
@@ -51,8 +52,8 @@ def test_rendered_yaml_keeps_strings_strings_and_scripts_readable() -> None:
 
 def test_rendered_yaml_reads_the_same_in_our_yaml_v3_transpiler() -> None:
     butane = pytest.importorskip("butane")
-    files = [{"path": f"/etc/{name}", "contents": {"inline": value}}
-             for name, value in (("a", "0644"), ("b", "on"), ("c", "#!/bin/sh\necho hi\n"), ("d", "1e3"), ("e", "null"))]
+    values = (("a", "0644"), ("b", "on"), ("c", "#!/bin/sh\necho hi\n"), ("d", "1e3"), ("e", "null"))
+    files = [{"path": f"/etc/{name}", "contents": {"inline": value}} for name, value in values]
     text = render.to_butane_yaml({"variant": "fcos", "version": "1.4.0", "storage": {"files": files}})
     ignition, warnings = butane.transpile(text, strict=True)
     assert not warnings
@@ -105,7 +106,33 @@ def test_checksum_line_and_summary() -> None:
     assert embed.checksum_line("e0e4548df88a35d5854d052281c5deedad16f286f82cb2c23f2f9dea494834ac",
                                Path("build/iso/node1.iso")) == \
         "e0e4548df88a35d5854d052281c5deedad16f286f82cb2c23f2f9dea494834ac  node1.iso\n"
-    lines = embed.summary([("node1", "server", Path("build/iso/node1.iso"))], "44.20260707.3.1")
+    output = embed.NodeIso("node1", "server", Path("build/iso/node1.iso"), Path("build/nodes/node1/iso.json"))
+    lines = embed.summary([output], "44.20260707.3.1")
     assert "44.20260707.3.1" in lines[0]
     assert "node1 (server)" in lines[1]
     assert "dd if=build/iso/node1.iso of=/dev/sdX" in lines[-1]
+
+
+# --- issue 12: embed keeps the ISO tool's hint ------------------------------------------------------------
+
+@pytest.mark.parametrize("problem, hint", [
+    ("config too large", "shrink the config"),
+    ("truncated ISO", "fetch the ISO again"),
+])
+def test_embed_failure_keeps_the_hint(tmp_path: Path, capsys: pytest.CaptureFixture[str], problem: str,
+                                      hint: str) -> None:
+    verified = tmp_path / "fcos.iso"
+    build_fcos_iso(verified)
+    stamp = tmp_path / "verified.json"
+    stamp.write_text(json.dumps({"sha256": "0" * 64}))
+    ignition = tmp_path / "live.ign"
+    ignition.write_bytes(os.urandom(300 * 1024) if problem == "config too large" else b"{}")
+    if problem == "truncated ISO":
+        os.truncate(verified, verified.stat().st_size // 2)
+    target = tmp_path / "out" / "node1.iso"
+    result = embed.embed_node(verified, stamp, ignition, target, tmp_path / "iso.json")
+    assert isinstance(result, TaskFailed)
+    assert str(verified) in str(result) and hint in str(result)
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("‣ error:")]
+    assert len(errors) == 1 and hint in errors[0]
+    assert not target.exists() and not target.parent.exists() or not list(target.parent.iterdir())

@@ -4,29 +4,19 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from tasks.common import BuildError
-from tasks.fetch import RELEASE_FILE, download_paths
-from tasks.verify import (
-    VERIFIED_STAMP,
-    good_signature,
-    parse_key_listing,
-    trusted_keys,
-    verified_iso_path,
-    verified_paths,
-    verify,
-)
-from tests import test_fetch
+from tasks.common import BuildError, FcosFiles
+from tasks.verify import good_signature, parse_key_listing, trusted_keys, verify
+from tests.fcos_site import FILES, ISO_SIZE, NEWER, POLICY, RELEASE, Site, assert_nothing_verified, one_line_error
 from tests.mirror import publish_fcos
 from tests.signing import SigningKey
-from tests.test_fetch import ISO_SIZE, NEWER, POLICY, RELEASE, Site, assert_nothing_verified, one_line_error
-
-# The fixtures test_fetch.py defines (a mirror with a signed ISO, in a fresh project directory).
-site, signing_key, other_key, iso_bytes = test_fetch.site, test_fetch.signing_key, test_fetch.other_key, \
-    test_fetch.iso_bytes
+from tests.tools import REPO
 
 
 def rejected_files() -> list[str]:
@@ -40,20 +30,21 @@ def test_every_signature_form_verifies(site: Site, armor: bool, textmode: bool) 
     site.publish(site.iso, armor=armor, textmode=textmode)
     site.fetch()
     stamp = site.verify()
-    assert verified_iso_path("x86_64").read_bytes() == site.iso.read_bytes()
-    assert json.loads(VERIFIED_STAMP.read_text()) == stamp
+    assert FILES.verified_iso.read_bytes() == site.iso.read_bytes()
+    assert json.loads(FILES.verified_stamp.read_text()) == stamp
     assert stamp["signer"] == site.key.fingerprint
     assert stamp["iso_name"] == f"fedora-coreos-{RELEASE}-live-iso.x86_64.iso"
     assert {"release", "stream", "architecture", "sha256", "iso_name", "signer"} <= set(stamp)
     # The verified ISO is the download itself (a hard link): no second 800 MB copy.
-    assert os.path.samefile(verified_iso_path("x86_64"), download_paths("x86_64")[0])
+    assert os.path.samefile(FILES.verified_iso, FILES.downloaded_iso)
 
 
 def test_verified_paths_are_static() -> None:
     from tasks.config import parse
 
     config = parse({"fcos": {"architecture": "aarch64"}}, "c.jsonnet")
-    assert verified_paths(config) == (Path("build/fcos/fedora-coreos-live.aarch64.iso"),
+    files = FcosFiles(config.fcos.architecture)
+    assert (files.verified_iso, files.verified_stamp) == (Path("build/fcos/fedora-coreos-live.aarch64.iso"),
                                       Path("build/fcos/verified.json"))
 
 
@@ -70,7 +61,7 @@ def test_bad_signature_is_rejected_and_moved_aside(site: Site, tmp_path: Path) -
         site.verify()
     one_line_error(excinfo, "BAD signature", "moved aside to build/fcos/rejected/REJECTED-fedora-coreos-")
     assert_nothing_verified()
-    assert not download_paths("x86_64")[0].exists()  # so the next fetch downloads afresh
+    assert not FILES.downloaded_iso.exists()  # so the next fetch downloads afresh
     assert f"REJECTED-fedora-coreos-{RELEASE}-live-iso.x86_64.iso" in rejected_files()
 
 
@@ -106,9 +97,9 @@ def test_keyring_without_any_pinned_key(site: Site, other_key: SigningKey) -> No
 
 def test_sha256_mismatch_with_the_recorded_metadata(site: Site) -> None:
     site.fetch()
-    recorded = json.loads(RELEASE_FILE.read_text())
+    recorded = json.loads(FILES.release.read_text())
     recorded["sha256"] = "0" * 64
-    RELEASE_FILE.write_text(json.dumps(recorded))
+    FILES.release.write_text(json.dumps(recorded))
     with pytest.raises(BuildError) as excinfo:
         site.verify()
     one_line_error(excinfo, "sha256 mismatch", "moved aside")
@@ -117,7 +108,7 @@ def test_sha256_mismatch_with_the_recorded_metadata(site: Site) -> None:
 
 def test_signature_file_that_is_not_a_signature(site: Site) -> None:
     site.fetch()
-    download_paths("x86_64")[1].write_bytes(b"\x89garbage that is no OpenPGP packet")
+    FILES.downloaded_signature.write_bytes(b"\x89garbage that is no OpenPGP packet")
     with pytest.raises(BuildError) as excinfo:
         site.verify()
     one_line_error(excinfo, ".sig")
@@ -134,21 +125,18 @@ def test_a_failed_check_never_replaces_the_verified_iso(site: Site, tmp_path: Pa
     (site.mirror.root / "keys" / "test.asc").write_bytes(site.key.public_armored)
     from tasks.fetch import update
 
-    update(site.settings, POLICY)
+    update(site.fcos, FILES, POLICY)
     with pytest.raises(BuildError):
         site.verify()
-    assert verified_iso_path("x86_64").read_bytes() == site.iso.read_bytes()
-    assert json.loads(VERIFIED_STAMP.read_text()) == first
+    assert FILES.verified_iso.read_bytes() == site.iso.read_bytes()
+    assert json.loads(FILES.verified_stamp.read_text()) == first
 
 
 def test_action_turns_failures_into_task_failed(site: Site, other_key: SigningKey) -> None:
     from doit.exceptions import TaskFailed
 
     site.fetch()
-    iso, signature = download_paths("x86_64")
-    verified, stamp = verified_paths(__import__("tasks.config").config.parse({}, "c"))
-    result = verify(RELEASE_FILE, iso, signature, Path("build/fcos/keyring.asc"), (other_key.fingerprint,),
-                    verified, stamp)
+    result = verify(FILES, (other_key.fingerprint,))
     assert isinstance(result, TaskFailed)
     assert "none of the 1 keys pinned" in str(result)
 
@@ -203,3 +191,62 @@ def test_a_fresh_publish_lays_out_the_real_tree(tmp_path: Path, signing_key: Sig
     doc = json.loads((tmp_path / "tree/streams/stable.json").read_text())
     disk = doc["architectures"]["x86_64"]["artifacts"]["metal"]["formats"]["iso"]["disk"]
     assert disk["location"] == published["iso_url"] and disk["signature"] == published["sig_url"]
+
+
+# --- issue 12: a tool failure is a tool failure; no temporary files pile up --------------------------
+
+def fake_gpg(directory: Path, failing_option: str) -> Path:
+    """A gpg on PATH that fails (exit 2) when given `failing_option`, and is the real gpg otherwise."""
+    real = shutil.which("gpg")
+    assert real
+    directory.mkdir()
+    script = directory / "gpg"
+    script.write_text(f'#!/bin/sh\nfor a in "$@"; do [ "$a" = {failing_option} ] && '
+                      f'{{ echo "gpg: {failing_option} broke" >&2; exit 2; }}; done\nexec {real} "$@"\n')
+    script.chmod(0o755)
+    return directory
+
+
+def test_failing_gpg_export_is_a_tool_failure_and_keeps_the_download(
+        site: Site, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    site.fetch()
+    monkeypatch.setenv("PATH", f"{fake_gpg(tmp_path / 'bin', '--export')}:{os.environ['PATH']}")
+    with pytest.raises(BuildError) as excinfo:
+        site.verify()
+    one_line_error(excinfo, "--export", "exited 2", "gpg: --export broke")
+    assert "not trusted" not in excinfo.value.line
+    assert FILES.downloaded_iso.read_bytes() == site.iso.read_bytes()  # kept: nothing was wrong with it
+    assert rejected_files() == []
+    assert_nothing_verified()
+
+
+KILLED_PUBLISH = """
+import os, shutil, signal, sys
+from tasks import verify
+from tests.fcos_site import FILES
+
+def no_hard_links(*args, **kwargs):
+    raise OSError(18, "Invalid cross-device link")
+
+def copy_then_die(source, target, **kwargs):
+    with open(target, "wb") as partial:
+        partial.write(b"x" * 100_000)
+    os.kill(os.getpid(), signal.SIGKILL)  # no `finally` runs: what a kill -9 or an OOM kill leaves
+
+os.link, shutil.copyfile = no_hard_links, copy_then_die
+verify.verify_release(FILES, (sys.argv[1],))
+"""
+
+
+def test_killed_publishes_leave_one_temporary_file_at_most(site: Site) -> None:
+    site.fetch()
+    env = dict(os.environ, PYTHONPATH=os.fspath(REPO))
+    for _ in range(3):  # each run has another pid
+        killed = subprocess.run([sys.executable, "-c", KILLED_PUBLISH, site.key.fingerprint], env=env,
+                                capture_output=True, text=True, timeout=60)
+        assert killed.returncode == -9, killed.stderr
+    leftovers = [path.name for path in FILES.verified_iso.parent.iterdir() if path.name.endswith(".part")]
+    assert len(leftovers) <= 1, leftovers
+    site.verify()
+    assert FILES.verified_iso.read_bytes() == site.iso.read_bytes()
+    assert not [path for path in FILES.verified_iso.parent.iterdir() if path.name.endswith(".part")]

@@ -19,11 +19,13 @@ WORKFLOW = REPO / ".github" / "workflows" / "build.yml"
 
 @pytest.fixture(scope="module")
 def workflow() -> dict[str, Any]:
-    return yaml.safe_load(WORKFLOW.read_text())
+    document: dict[str, Any] = yaml.safe_load(WORKFLOW.read_text())
+    return document
 
 
 def steps(workflow: dict[str, Any], job: str) -> list[dict[str, Any]]:
-    return workflow["jobs"][job]["steps"]
+    job_steps: list[dict[str, Any]] = workflow["jobs"][job]["steps"]
+    return job_steps
 
 
 def step_using(workflow: dict[str, Any], job: str, action: str) -> dict[str, Any]:
@@ -52,7 +54,8 @@ def test_actionlint_is_clean() -> None:
 
 
 def test_triggers(workflow: dict[str, Any]) -> None:
-    triggers = workflow.get("on", workflow.get(True))  # PyYAML reads a bare `on` as YAML 1.1 true
+    raw: dict[Any, Any] = workflow
+    triggers = raw["on"] if "on" in raw else raw[True]  # PyYAML reads a bare `on` as YAML 1.1 true
     assert {"push", "pull_request", "workflow_dispatch", "schedule"} <= set(triggers)
     update = next(step for step in steps(workflow, "iso") if "doit update" in step.get("run", ""))
     assert "schedule" in update["if"], "the weekly run moves to the newest release"

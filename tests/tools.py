@@ -1,4 +1,4 @@
-"""Helpers every test module shares: real tools and the shared fixtures directory.
+"""Helpers every test module shares: real tools, the shared fixtures directory, SSH keys, sha256, data URLs.
 
 A test that needs a tool the machine lacks skips with the reason, except in CI (CI=true), where
 .ci/run has installed every tool: there a missing tool is a failure, never a silent skip. Tests of
@@ -7,8 +7,13 @@ the real data in ../shared skip, saying why, only where ../shared is absent.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import os
+import re
 import shutil
+import subprocess
+import urllib.parse
 from pathlib import Path
 
 import pytest
@@ -43,3 +48,26 @@ def require_root() -> None:
     if IN_CI:
         pytest.fail("CI=true but not running as root")
     pytest.skip("needs root")
+
+
+def ssh_keygen(path: Path, comment: str = "test", *, keep_private: bool = False) -> str:
+    """A real ed25519 key pair at path and path.pub; returns the public key line. The private half is
+    deleted unless asked for: only public keys belong in keys/."""
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", os.fspath(path)],
+                   check=True)
+    if not keep_private:
+        path.unlink()
+    return path.with_suffix(".pub").read_text().strip()
+
+
+def sha256_file(path: Path) -> str:
+    with path.open("rb") as stream:
+        return hashlib.file_digest(stream, "sha256").hexdigest()
+
+
+def decode_data_url(url: str) -> bytes:
+    """The contents of an Ignition `data:` source (percent-escaped or base64)."""
+    match = re.match(r"^data:([^,]*),(.*)$", url, re.S)
+    assert match, url
+    meta, payload = match.groups()
+    return base64.b64decode(payload) if meta.endswith(";base64") else urllib.parse.unquote_to_bytes(payload)

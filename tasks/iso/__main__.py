@@ -1,0 +1,5 @@
+import sys
+
+from tasks.iso.cli import main
+
+sys.exit(main())
