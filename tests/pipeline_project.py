@@ -49,11 +49,12 @@ class Project:
         self.doit_vars: tuple[str, ...] = ()  # `doit name=value` added to every run
         self.fcos: dict[str, object] = {}
         self.k3s: dict[str, object] = {}
-        self.nodes: list[dict[str, str]] = [{"name": "node1", "role": "server"}]
+        self.nodes: list[dict[str, Any]] = [{"name": "node1", "role": "server"}]
+        self.extra: dict[str, object] = {}  # other top-level fields (output, pxe, install)
 
     @classmethod
     def create(cls, root: Path, mirror: Mirror, *, iso_bytes: int = 0, upstream_iso: Path | None = None,
-               key: SigningKey | None = None, nodes: list[dict[str, str]] | None = None,
+               key: SigningKey | None = None, nodes: list[dict[str, Any]] | None = None,
                k3s: dict[str, object] | None = None) -> Project:
         """The project, and an FCOS release on the mirror: a synthetic ISO (or upstream_iso) signed by key
         (a new one if None), the only key the config trusts."""
@@ -83,14 +84,14 @@ class Project:
         return project
 
     def write_config(self) -> None:
-        cluster = {"name": "test", "fcos": self.fcos, "k3s": self.k3s, "nodes": self.nodes}
+        cluster = {"name": "test", "fcos": self.fcos, "k3s": self.k3s, "nodes": self.nodes, **self.extra}
         (self.root / "jsonnet" / "cluster.jsonnet").write_text(json.dumps(cluster, indent=2) + "\n")
 
     def path(self, relative: Path | str) -> Path:
         return self.root / relative
 
     def env(self, extra: dict[str, str] | None = None) -> dict[str, str]:
-        environment = {k: v for k, v in os.environ.items() if k not in ("K3S_TOKEN", "DOIT_CONFIG")}
+        environment = {k: v for k, v in os.environ.items() if k not in ("K3S_TOKEN", "K3S_AGENT_TOKEN", "DOIT_CONFIG")}
         environment.update({"HOME": os.fspath(self.home), "PYTHONDONTWRITEBYTECODE": "1"})
         environment.update(extra or {})
         return environment

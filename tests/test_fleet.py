@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import os
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,10 @@ import pytest
 
 from tasks import config
 from tasks.render import LIVE_TEMPLATE, render_butane
+from tests.mirror import Mirror
+from tests.pipeline_project import Project
 from tests.test_k3s_configs import CLUSTER_ID, fake_ssh_key, ignition_files, parse_env
+from tests.tools import require_tool, ssh_keygen
 
 MAC_S1 = "52:54:00:00:00:01"
 SERIAL_S2 = "sn0002"  # as the build normalizes "SN 0002"
@@ -187,3 +191,83 @@ def test_cluster_iso_installs_the_chosen_nodes_config_to_its_disk(tmp_path: Path
     assert tools.calls("coreos-installer") == [
         ["coreos-installer", "install", "--offline", "--ignition-file", os.fspath(configs / "a1.ign"), "/dev/sda"]]
     assert ["systemctl", "--no-block", "poweroff"] in tools.calls("systemctl")  # a1's after_install
+
+
+# --- the cluster ISO, built by the pipeline -----------------------------------------------------------
+
+CLUSTER_NODES: list[dict[str, Any]] = [
+    {"name": "s1", "role": "server", "macs": [MAC_S1]},
+    {"name": "s2", "role": "server", "serial": "SN 0002"},
+    {"name": "a1", "role": "agent", "uuid": UUID_A1},
+]
+
+
+@pytest.fixture(scope="module")
+def mirror(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mirror]:
+    require_tool("gpg", "gpgv", "ssh-keygen")
+    with Mirror(tmp_path_factory.mktemp("mirror")) as running:
+        yield running
+
+
+def cluster_project(root: Path, mirror: Mirror) -> Project:
+    project = Project.create(root, mirror, nodes=CLUSTER_NODES)
+    project.extra = {"output": "cluster"}
+    project.write_config()
+    return project
+
+
+@pytest.fixture(scope="module")
+def cluster_built(tmp_path_factory: pytest.TempPathFactory, mirror: Mirror) -> Project:
+    project = cluster_project(tmp_path_factory.mktemp("cluster") / "checkout", mirror)
+    run = project.doit()
+    assert run.returncode == 0, run.stdout + run.stderr
+    return project
+
+
+def embedded_files(iso: Path) -> dict[str, tuple[int | None, str]]:
+    from tasks.iso import show_ignition
+
+    return ignition_files(show_ignition(iso).decode())
+
+
+def test_cluster_build_is_one_iso_carrying_every_node(cluster_built: Project) -> None:
+    iso_dir = cluster_built.path("build/iso")
+    assert sorted(path.name for path in iso_dir.iterdir()) == ["SHA256SUMS", "test.iso"]
+    subprocess.run(["sha256sum", "--check", "--quiet", "SHA256SUMS"], cwd=iso_dir, check=True)
+    files = embedded_files(iso_dir / "test.iso")
+    for node in ("s1", "s2", "a1"):
+        nested = files[f"/home/core/k3s-autoinstall/{node}.ign"]
+        assert nested[0] == 0o600
+        assert nested[1] == cluster_built.path(f"build/nodes/{node}/k3s-autoinstall.ign").read_text()
+        assert parse_env(files[f"/etc/k3s-autoinstall/nodes/{node}.env"][1])["K3S_AI_NODE"] == node
+    assert "/home/core/k3s-autoinstall.ign" not in files  # no node of its own
+    assert not cluster_built.path("build/nodes/s1/coreos-autoinstall.fcc").exists()
+
+
+def test_cluster_key_change_rewrites_one_iso(cluster_built: Project, tmp_path: Path) -> None:
+    import shutil
+
+    project = Project(tmp_path / "checkout", tmp_path / "home", cluster_built.published)
+    shutil.copytree(cluster_built.root, project.root, symlinks=True)
+    project.home.mkdir()
+    ssh_keygen(project.root / "keys" / "bob", "bob@example.test")
+    run = project.doit("embed")
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert [task for task in run.executed if task.startswith("embed:")] == ["embed:test", "embed:SHA256SUMS"]
+    assert "one ISO for the whole cluster" in run.stderr
+
+
+def test_cluster_too_large_for_the_embed_area_names_the_limit_and_the_ways_out(
+        mirror: Mirror, tmp_path: Path) -> None:
+    project = cluster_project(tmp_path / "checkout", mirror)
+    manifest = project.path("jsonnet/big.yaml")
+    manifest.write_text("# " + os.urandom(400_000).hex() + "\n")  # 400 KB of entropy: cannot fit
+    project.k3s = {"manifests": {"big": "big.yaml"}}
+    project.write_config()
+    run = project.doit()
+    assert run.returncode != 0
+    errors = [line for line in run.stderr.splitlines() if line.startswith("‣ error:")]
+    assert len(errors) == 1, run.stderr
+    assert "Compressed initramfs is too large" in errors[0] and "256 KiB" in errors[0]
+    assert "output: 'per-node'" in errors[0] and "doit pxe" in errors[0]
+    assert not project.path("build/iso/test.iso").exists()

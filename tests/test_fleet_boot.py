@@ -1,8 +1,8 @@
 """The cluster ISO's node selection in a real VM: the kernel's view of the machine (a NIC's MAC from
 QEMU's -nic, the DMI serial from -smbios, the kernel command line) and the serial console for the menu.
 
-The VM runs Debian's kernel with a busybox initramfs holding what the cluster live config carries:
-the selection script and the node table, read back from the config as the pipeline renders it.
+The VM runs Debian's kernel with a busybox initramfs holding what the cluster ISO carries: the
+selection script and the node table, read back from the embed area of the ISO the pipeline built.
 """
 
 from __future__ import annotations
@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_fleet import MAC_S1, UUID_A1, live_files
+from tests.pipeline_project import Project
+from tests.test_fleet import MAC_S1, UUID_A1, cluster_built, embedded_files, mirror  # noqa: F401 (fixtures)
 from tests.test_k3s_configs import parse_env
 from tests.vm import boot, busybox_files, host_kernel, initramfs, kernel_module, qemu_command
 
@@ -21,8 +22,8 @@ pytestmark = pytest.mark.slow
 SELECTED = re.compile(r"SELECTED-NODE: *(\S*)")
 
 
-def selection_initrd(tmp_path: Path) -> Path:
-    files = live_files()
+def selection_initrd(tmp_path: Path, built: Project) -> Path:
+    files = embedded_files(built.path("build/iso/test.iso"))
     install = parse_env(files["/etc/k3s-autoinstall/install.env"][1])
     content = busybox_files(
         "insmod /e1000.ko\n"
@@ -46,14 +47,15 @@ def selection_initrd(tmp_path: Path) -> Path:
     ("", ["-nic", "user,model=e1000,mac=52:54:00:99:99:99", "-smbios", "type=1,serial=SN 0002"], "s2"),
     ("", ["-nic", "none", "-smbios", f"type=1,uuid={UUID_A1}"], "a1"),       # by DMI UUID
 ])
-def test_vm_picks_its_node(tmp_path: Path, append: str, qemu: list[str], node: str) -> None:
-    console = boot(qemu_command(host_kernel(), selection_initrd(tmp_path), append, qemu))
+def test_vm_picks_its_node(tmp_path: Path, cluster_built: Project,  # noqa: F811
+                           append: str, qemu: list[str], node: str) -> None:
+    console = boot(qemu_command(host_kernel(), selection_initrd(tmp_path, cluster_built), append, qemu))
     assert SELECTED.search(console) and SELECTED.search(console).group(1) == node, console[-2000:]  # type: ignore[union-attr]
     assert f"this machine is node {node} (by " in console
 
 
-def test_vm_with_no_match_asks_on_the_serial_console(tmp_path: Path) -> None:
-    command = qemu_command(host_kernel(), selection_initrd(tmp_path), "",
+def test_vm_with_no_match_asks_on_the_serial_console(tmp_path: Path, cluster_built: Project) -> None:  # noqa: F811
+    command = qemu_command(host_kernel(), selection_initrd(tmp_path, cluster_built), "",
                            ["-nic", "user,model=e1000,mac=52:54:00:99:99:99"])
     console = boot(command, answer=("Type its number or name", "3\n"))
     assert "1) s1 (server)" in console and "3) a1 (agent)" in console
