@@ -23,12 +23,13 @@ from tasks.butane import task_butane  # noqa: E402
 from tasks.embed import task_embed  # noqa: E402
 from tasks.fetch import task_fetch, task_update  # noqa: E402
 from tasks.inline import task_inline  # noqa: E402
+from tasks.pxe import task_pxe  # noqa: E402  (network boot: `doit pxe`, not a default task)
 from tasks.render import task_render  # noqa: E402
 from tasks.token import task_token  # noqa: E402
 from tasks.verify import task_verify  # noqa: E402
 
 __all__ = ["task_fetch", "task_update", "task_verify", "task_token", "task_render", "task_butane", "task_inline",
-           "task_embed"]
+           "task_embed", "task_pxe"]
 
 DOIT_CONFIG = {
     "default_tasks": ["embed"],

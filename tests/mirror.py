@@ -327,3 +327,34 @@ def stream_metadata(stream: str, isos: dict[str, tuple[str, str, str]]) -> dict[
     return {"stream": stream,
             "metadata": {"last-modified": "2026-07-21T14:07:12Z", "generator": "tests/mirror.py"},
             "architectures": architectures}
+
+
+PXE_NAMES = {"kernel": "live-kernel-{arch}", "initramfs": "live-initramfs.{arch}.img",
+             "rootfs": "live-rootfs.{arch}.img"}
+
+
+def publish_pxe(root: Path, artifacts: dict[str, Path], key: SigningKey, *, release: str = "44.20260707.3.1",
+                arch: str = "x86_64", stream: str = "stable", base_url: str) -> dict[str, str]:
+    """Add the PXE kernel, initramfs and rootfs of a release published by publish_fcos: placed in its
+    build directory, signed, listed in its meta.json and in the stream (…metal.formats.pxe) with their
+    sha256. Returns {kind: relpath}."""
+    base = base_url if base_url.endswith("/") else base_url + "/"
+    build_dir = Path(fcos_iso_relpath(release, arch, stream)).parent
+    formats: dict[str, dict[str, str]] = {}
+    placed: dict[str, str] = {}
+    meta_path = root / build_dir / "meta.json"
+    meta = json.loads(meta_path.read_text()) if meta_path.exists() else {"images": {}}
+    for kind, source in artifacts.items():
+        rel = os.fspath(build_dir / f"fedora-coreos-{release}-{PXE_NAMES[kind].format(arch=arch)}")
+        _place(source, root / rel)
+        key.sign(root / rel)
+        sha256 = sha256_file(root / rel)
+        formats[kind] = {"location": base + rel, "signature": base + rel + ".sig", "sha256": sha256}
+        meta["images"][f"live-{kind}"] = {"path": Path(rel).name, "sha256": sha256}
+        placed[kind] = rel
+    meta_path.write_text(json.dumps(meta, indent=2))
+    stream_path = root / "streams" / f"{stream}.json"
+    doc = json.loads(stream_path.read_text())
+    doc["architectures"][arch]["artifacts"]["metal"]["formats"]["pxe"] = formats
+    stream_path.write_text(json.dumps(doc, indent=4))
+    return placed
