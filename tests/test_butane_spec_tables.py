@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 
 from butane import ButaneError, transpile
-from tests.test_butane_tables import BOOT_DEVICE_CASES
+from tests.test_butane_tables import BOOT_DEVICE_CASES, ROOT_WITHOUT_NUMBER
 
 IGNITION = {"1.4.0": "3.3.0", "1.5.0": "3.4.0", "1.6.0": "3.5.0", "1.7.0": "3.6.0",
             "1.8.0-experimental": "3.7.0-experimental"}
@@ -99,25 +99,6 @@ def test_mirror_without_layout_is_an_error_from_1_7(version: str) -> None:
         transpile(header(version) + "boot_device:\n  mirror:\n    devices: [/dev/vda, /dev/vdb]\n")
     assert messages(info.value.entries) == [("$.boot_device.mirror", LAYOUT_NEEDED)]
     assert info.value.summary == "source config is invalid"
-
-
-ROOT_WITHOUT_NUMBER = """\
-storage:
-  disks:
-    - device: /dev/vda
-      partitions:
-        - label: root
-          size_mib: 12000
-          resize: true
-        - label: var-home
-          size_mib: 10240
-  filesystems:
-    - device: /dev/disk/by-partlabel/var-home
-      format: xfs
-      path: /var/home
-      label: var-home
-      wipe_filesystem: false
-"""
 
 
 @pytest.mark.parametrize("version", ["1.4.0", "1.5.0", "1.7.0"])

@@ -162,25 +162,28 @@ def test_boot_device_table(body: str, storage: dict[str, Any]) -> None:
     assert out == {"ignition": {"version": "3.5.0"}, "storage": storage}
 
 
+ROOT_WITHOUT_NUMBER = """\
+storage:
+  disks:
+    - device: /dev/vda
+      partitions:
+        - label: root
+          size_mib: 12000
+          resize: true
+        - label: var-home
+          size_mib: 10240
+  filesystems:
+    - device: /dev/disk/by-partlabel/var-home
+      format: xfs
+      path: /var/home
+      label: var-home
+      wipe_filesystem: false
+"""
+
+
 def test_boot_device_user_partitions_merge_and_wrong_number_warns() -> None:
     # v1_6 table: a `root` partition with no number on a disk that is not wiped.
-    out, warns = run(header("1.6.0") + textwrap.dedent("""\
-        storage:
-          disks:
-            - device: /dev/vda
-              partitions:
-                - label: root
-                  size_mib: 12000
-                  resize: true
-                - label: var-home
-                  size_mib: 10240
-          filesystems:
-            - device: /dev/disk/by-partlabel/var-home
-              format: xfs
-              path: /var/home
-              label: var-home
-              wipe_filesystem: false
-    """))
+    out, warns = run(header("1.6.0") + ROOT_WITHOUT_NUMBER)
     assert out["storage"]["disks"] == [{"device": "/dev/vda", "partitions": [
         {"label": "root", "resize": True, "sizeMiB": 12000}, {"label": "var-home", "sizeMiB": 10240}]}]
     assert out["storage"]["filesystems"] == [{"device": "/dev/disk/by-partlabel/var-home", "format": "xfs",
