@@ -271,3 +271,13 @@ def test_cluster_too_large_for_the_embed_area_names_the_limit_and_the_ways_out(
     assert "Compressed initramfs is too large" in errors[0] and "256 KiB" in errors[0]
     assert "output: 'per-node'" in errors[0] and "doit pxe" in errors[0]
     assert not project.path("build/iso/test.iso").exists()
+
+
+def test_cluster_live_config_validates(cluster_built: Project, tmp_path: Path) -> None:
+    from tasks.iso import show_ignition
+
+    require_tool("ignition-validate")
+    config_file = tmp_path / "live.ign"
+    config_file.write_bytes(show_ignition(cluster_built.path("build/iso/test.iso")))
+    result = subprocess.run(["ignition-validate", os.fspath(config_file)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
