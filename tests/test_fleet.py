@@ -281,3 +281,19 @@ def test_cluster_live_config_validates(cluster_built: Project, tmp_path: Path) -
     config_file.write_bytes(show_ignition(cluster_built.path("build/iso/test.iso")))
     result = subprocess.run(["ignition-validate", os.fspath(config_file)], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_cluster_live_config_applied_by_ignition(cluster_built: Project) -> None:
+    """The real Ignition decodes the plain (percent-encoded) data URLs into each node's config, 0600."""
+    from tasks.iso import show_ignition
+    from tests.ignition_root import apply_ignition, scratch_dir
+    from tests.tools import require_root
+
+    require_root()
+    with scratch_dir("cluster-live-") as work:
+        root = apply_ignition(show_ignition(cluster_built.path("build/iso/test.iso")).decode(), work)
+        for node in ("s1", "s2", "a1"):
+            nested = root / f"home/core/k3s-autoinstall/{node}.ign"
+            assert nested.read_text() == cluster_built.path(f"build/nodes/{node}/k3s-autoinstall.ign").read_text()
+            assert nested.stat().st_mode & 0o777 == 0o600
+        assert (root / "usr/local/bin/k3s-autoinstall-select-node").stat().st_mode & 0o777 == 0o755
