@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ from doit.tools import config_changed
 from tasks import config
 from tasks.common import (
     AGENT_TOKEN_FILE,
+    CLUSTER_ID_FILE,
     JSONNET_DIR,
     KEYS_DIR,
     TOKEN_FILE,
@@ -64,6 +66,25 @@ def cluster_id(token: str) -> str:
     return hashlib.pbkdf2_hmac("sha256", token.encode(), b"k3s-autoinstall cluster id", 200_000, 16).hex()
 
 
+def cached_cluster_id(token: str, version_file: Path = TOKEN_VERSION_FILE,
+                      cache: Path = CLUSTER_ID_FILE) -> str:
+    """cluster_id(token), kept beside the tokens (0600) under the token's version: PBKDF2 is slow on
+    purpose, and every re-render would pay for it again. A new token gets a new version."""
+    try:
+        version = version_file.read_text().strip()
+    except FileNotFoundError:
+        return cluster_id(token)
+    try:
+        recorded_version, recorded_id = cache.read_text().split()
+        if recorded_version == version:
+            return recorded_id
+    except (OSError, ValueError):
+        pass
+    made = cluster_id(token)
+    write_atomic(cache, f"{version} {made}\n", mode=0o600)
+    return made
+
+
 def node_tokens(role: str, token: str, agent_token: str) -> dict[str, str]:
     """What a node's config carries: servers both tokens; agents only the agent token, as their token."""
     if role == "server":
@@ -103,25 +124,80 @@ def render_documents(cluster: dict[str, Any], node: str, token: str, agent_token
     return render_installed(cluster, node, token, agent_token), render_live(cluster, node, token)
 
 
+# Every document of the cluster in one evaluation: each evaluation pays jsonnet's standard library
+# start-up again (tens of ms), which would otherwise be paid twice per node.
+RENDER_ALL = """
+local installed = import 'k3s-autoinstall.bu.jsonnet';
+local live = import 'coreos-autoinstall.fcc.jsonnet';
+function(cluster, tokens, cluster_id, per_node)
+  {
+    installed: { [n.name]: installed(cluster, n.name, tokens[n.name].token, tokens[n.name].agent_token, cluster_id)
+                 for n in cluster.nodes },
+    live: if per_node then { [n.name]: live(cluster, n.name, cluster_id) for n in cluster.nodes }
+          else { '': live(cluster, null, cluster_id) },
+  }
+"""
+
+
+@dataclass(frozen=True)
+class RenderedCluster:
+    installed: dict[str, str]  # node → Butane of its installed system
+    live: dict[str, str]  # node → Butane of its live system; "" → the cluster ISO's
+
+
+def render_cluster(cluster: dict[str, Any], token: str, agent_token: str, per_node: bool,
+                   cluster_id_value: str | None = None) -> RenderedCluster:
+    """Every Butane document of the cluster, from one jsonnet evaluation; the same text as
+    render_installed and render_live give one at a time."""
+    import _jsonnet
+
+    tokens = {n["name"]: node_tokens(n["role"], token, agent_token) for n in cluster["nodes"]}
+    try:
+        evaluated = _jsonnet.evaluate_snippet(
+            os.fspath(JSONNET_DIR / "render-all"), RENDER_ALL, jpathdir=os.fspath(JSONNET_DIR),
+            tla_codes={"cluster": json.dumps(cluster), "tokens": json.dumps(tokens, ensure_ascii=False),
+                       "per_node": json.dumps(per_node)},
+            tla_vars={"cluster_id": cluster_id_value or cluster_id(token)})
+    except RuntimeError as error:
+        raise BuildError(config.jsonnet_error_line(str(error))) from None
+    documents = json.loads(evaluated)
+    return RenderedCluster({name: to_butane_yaml(doc) for name, doc in documents["installed"].items()},
+                           {name: to_butane_yaml(doc) for name, doc in documents["live"].items()})
+
+
 def read_tokens() -> tuple[str, str]:
     return TOKEN_FILE.read_text().strip(), AGENT_TOKEN_FILE.read_text().strip()
 
 
+_rendered: dict[str, RenderedCluster] = {}
+
+
+def rendered(cluster: config.Config, keys_dir: Path) -> RenderedCluster:
+    """The cluster's documents, rendered once per doit run for all of render's subtasks (same inputs:
+    same result; a change of key, config or token is a new key)."""
+    inputs = config.with_files(cluster, keys_dir, Path.home()).template_input()
+    token, agent_token = read_tokens()
+    per_node = cluster.output == "per-node"
+    key = hashlib.sha256(json.dumps([inputs, token, agent_token, per_node], sort_keys=True).encode()).hexdigest()
+    if key not in _rendered:
+        _rendered.clear()
+        _rendered[key] = render_cluster(inputs, token, agent_token, per_node, cached_cluster_id(token))
+    return _rendered[key]
+
+
 @action
 def render_node(cluster: config.Config, node: str, keys_dir: Path, live: bool) -> None:
-    inputs = config.with_files(cluster, keys_dir, Path.home()).template_input()
+    documents = rendered(cluster, keys_dir)
     files = NodeFiles(node)
-    token, agent_token = read_tokens()
-    write_atomic(files.installed_butane, render_installed(inputs, node, token, agent_token), mode=0o600)
+    write_atomic(files.installed_butane, documents.installed[node], mode=0o600)
     if live:
-        write_atomic(files.live_butane, render_live(inputs, node, token), mode=0o600)
+        write_atomic(files.live_butane, documents.live[node], mode=0o600)
 
 
 @action
 def render_cluster_live(cluster: config.Config, keys_dir: Path) -> None:
-    inputs = config.with_files(cluster, keys_dir, Path.home()).template_input()
     target = NodeFiles.of_image(cluster.name, cluster=True).live_butane
-    write_atomic(target, render_live(inputs, None, read_tokens()[0]), mode=0o600)
+    write_atomic(target, rendered(cluster, keys_dir).live[""], mode=0o600)
 
 
 def template_files() -> list[Path]:
