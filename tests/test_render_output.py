@@ -46,3 +46,27 @@ def test_cluster_id_is_kept_under_the_token_version(tmp_path: Path) -> None:
     assert cached_cluster_id("tok", version, cache) == "e" * 32
     version.write_text("v2")  # a new token: a new version
     assert cached_cluster_id("tok2", version, cache) == cluster_id("tok2")
+
+
+def test_libyaml_emits_what_the_python_emitter_emits() -> None:
+    """to_butane_yaml uses libyaml's emitter when PyYAML has it: the same text as the pure-Python one."""
+    import yaml
+
+    from tasks import render
+
+    class PythonDumper(yaml.SafeDumper):  # type: ignore[misc]
+        pass
+
+    PythonDumper.add_representer(str, render._represent_str)
+    awkward = ["plain", "two\nlines\n", "trailing space \n", " leading\n", "tab\there\n", "crlf\r\n", "uni\u00e9\n",
+               "nel\u0085x\n", "ls\u2028x\n", "bom\ufeffx", "#comment", "- dash", "yes", "null", "1e3", "0o17",
+               "key: value", "'quoted'", '"dq"', "", " ", "\n", "a\n\n\nb\n", "very " * 300, "\x01ctl",
+               "emoji \U0001f600\n", "ends\n\n", "ends\n\n\n", "  indented\n  block\n", "x\n  \n", "---\n",
+               "...\n", "a: b\nc: d\n",
+               "{json: 1}", "[1, 2]", "*alias", "&anchor", "!tag", "%directive", "@at", "`tick`", "? q", "| pipe",
+               "> gt", "line\n# comment\n", "trail\t\n", "no newline at end\nsecond"]
+    for text in awkward:
+        document = {"variant": "fcos", "strings": [text], "nested": [{"inline": text}], "numbers": [0, 1.5, None]}
+        expected = yaml.dump(document, Dumper=PythonDumper, sort_keys=False, allow_unicode=True, width=1 << 30,
+                             default_flow_style=False)
+        assert render.to_butane_yaml(document) == expected, document
