@@ -12,7 +12,10 @@ directory, with the sha256 from that build's meta.json (or, without one, the sig
 
 Outputs (all static paths, none ever cleaned): build/fcos/release.json (what was resolved and
 downloaded), build/fcos/keyring.asc, build/fcos/download/fedora-coreos-live.<arch>.iso and its .sig.
-Nothing here is trusted yet: `verify` checks them and publishes the verified ISO.
+Nothing here is trusted yet: `verify` checks them and publishes the verified ISO. With the pinned
+keys in the keyring, gpgv already checks the signature while the ISO streams in (as coreos-installer
+does), and release.json records its verdict for verify; the download, its hash and the signature
+check then overlap instead of reading the ISO one after the other.
 """
 
 from __future__ import annotations

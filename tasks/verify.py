@@ -7,6 +7,11 @@ with a SHA-256 or stronger digest. Binary and text-mode signatures, armored or n
 handles them. The sha256 is computed while gpgv runs (one read of the ISO each, in parallel) and
 compared with the stream metadata's.
 
+Usually that check has already happened: fetch feeds the ISO to gpgv while it downloads
+(`StreamedCheck`) and records gpgv's verdict with the sha256 of the bytes fed. verify accepts that
+record only while it covers the files as they are (the same pinned keys, signature and keyring,
+the ISO's size and mtime unchanged), so a cold build reads the ISO once; otherwise it checks again.
+
 Only then is the ISO published, at static paths downstream tasks depend on:
 build/fcos/fedora-coreos-live.<arch>.iso (a hard link to the download, so no copy) and
 build/fcos/verified.json (release, sha256, signer…: it changes whenever the ISO does).
