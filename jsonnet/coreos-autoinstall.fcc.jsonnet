@@ -51,8 +51,8 @@ function(cluster, node, cluster_id='')
           k.script('/usr/local/bin/k3s-autoinstall-select-node', importstr 'scripts/select-node'),
         ] + std.flattenArrays([
           [
-            { path: '%s/%s.ign' % [k.nestedConfigDir, m.name], mode: 384, contents: { inline: '' } },
-            k.file('%s/%s.env' % [k.nodesDir, m.name], k.envFile(nodeEnv(m) + {
+            { path: k.nestedConfigDir + '/' + m.name + '.ign', mode: 384, contents: { inline: '' } },
+            k.file(k.nodesDir + '/' + m.name + '.env', k.envFile(nodeEnv(m) + {
               K3S_AI_MACS: std.join(' ', m.macs),
               K3S_AI_SERIAL: m.serial,
               K3S_AI_UUID: m.uuid,
@@ -64,7 +64,7 @@ function(cluster, node, cluster_id='')
     },
     systemd: {
       units: [
-        k.unit('run-coreos-installer.service', |||
+        k.unit('run-coreos-installer.service', k.fill(|||
           [Unit]
           Description=Install Fedora CoreOS and k3s %(what)s to disk (k3s-autoinstall)
           After=local-fs.target
@@ -88,8 +88,8 @@ function(cluster, node, cluster_id='')
 
           [Install]
           WantedBy=multi-user.target
-        ||| % { what: if perNode then 'node ' + n.name else 'cluster %s (one of its nodes)' % cluster.name,
-                gettys: std.join(' ', k.gettys(consoles)) }),
+        |||, { what: if perNode then 'node ' + n.name else 'cluster ' + cluster.name + ' (one of its nodes)',
+                gettys: std.join(' ', k.gettys(consoles)) })),
       ],
     },
   }

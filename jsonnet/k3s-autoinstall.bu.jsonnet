@@ -36,7 +36,7 @@ function(cluster, node, token='', agent_token='', cluster_id='')
     local c = if k3s.channel == null then 'stable' else k3s.channel;
     if std.endsWith(c, 'testing') then 'testing' else if std.endsWith(c, 'latest') then 'latest' else 'stable';
   local rpmHost = if rpmChannel == 'testing' then 'rpm-testing.rancher.io' else 'rpm.rancher.io';
-  local repo = |||
+  local repo = k.fill(|||
     [rancher-k3s-common-%(ch)s]
     name=Rancher K3s Common (%(ch)s)
     baseurl=https://%(host)s/k3s/%(ch)s/common/coreos/noarch
@@ -44,7 +44,7 @@ function(cluster, node, token='', agent_token='', cluster_id='')
     gpgcheck=1
     repo_gpgcheck=0
     gpgkey=https://%(host)s/public.key
-  ||| % { ch: rpmChannel, host: rpmHost };
+  |||, { ch: rpmChannel, host: rpmHost });
 
   local installerEnv = k.envFile({
     K3S_AI_ROLE: n.role,
@@ -60,10 +60,10 @@ function(cluster, node, token='', agent_token='', cluster_id='')
   });
 
   local keyfile(net) =
-    local v6 = std.length(std.findSubstr(':', net.address)) > 0;
+    local v6 = k.contains(net.address, ':');
     local fam = if v6 then 'ipv6' else 'ipv4';
     local other = if v6 then 'ipv4' else 'ipv6';
-    |||
+    k.fill(|||
       [connection]
       id=%(iface)s
       type=ethernet
@@ -73,10 +73,10 @@ function(cluster, node, token='', agent_token='', cluster_id='')
       [%(fam)s]
       method=manual
       address1=%(addr)s%(gw)s
-    ||| % { iface: net.interface, fam: fam, addr: net.address,
-            gw: if net.gateway != null then ',' + net.gateway else '' }
-    + (if std.length(net.dns) > 0 then 'dns=%s;\n' % std.join(';', net.dns) else '')
-    + '\n[%s]\nmethod=%s\n' % [other, if v6 then 'disabled' else 'auto'];
+    |||, { iface: net.interface, fam: fam, addr: net.address,
+            gw: if net.gateway != null then ',' + net.gateway else '' })
+    + (if std.length(net.dns) > 0 then 'dns=' + std.join(';', net.dns) + ';\n' else '')
+    + '\n[' + other + ']\nmethod=' + (if v6 then 'disabled' else 'auto') + '\n';
 
   local marker = k.markerLine(cluster, cluster_id) + ' node=' + n.name;
 
@@ -103,19 +103,19 @@ function(cluster, node, token='', agent_token='', cluster_id='')
         k.script('/usr/local/bin/run-k3s-installer', importstr 'scripts/run-k3s-installer'),
       ] + (
         if n.network != null then [
-          k.file('/etc/NetworkManager/system-connections/%s.nmconnection' % n.network.interface,
+          k.file('/etc/NetworkManager/system-connections/' + n.network.interface + '.nmconnection',
                  keyfile(n.network), mode=384),
         ] else []
       ) + (
         if isServer then [
-          k.file('/var/lib/rancher/k3s/server/manifests/%s.yaml' % name, k3s.manifests[name], mode=384)
+          k.file('/var/lib/rancher/k3s/server/manifests/' + name + '.yaml', k3s.manifests[name], mode=384)
           for name in std.objectFields(k3s.manifests)
         ] else []
       ),
     },
     systemd: {
       units: [
-        k.unit('run-k3s-prereq-installer.service', |||
+        k.unit('run-k3s-prereq-installer.service', k.fill(|||
           # %(marker)s
           [Unit]
           Description=Layer the packages k3s needs (k3s-selinux), then reboot
@@ -141,8 +141,8 @@ function(cluster, node, token='', agent_token='', cluster_id='')
 
           [Install]
           WantedBy=multi-user.target
-        ||| % { marker: marker, state: k.stateDir, rpmHost: rpmHost }),
-        k.unit('run-k3s-installer.service', |||
+        |||, { marker: marker, state: k.stateDir, rpmHost: rpmHost })),
+        k.unit('run-k3s-installer.service', k.fill(|||
           [Unit]
           Description=Install and start k3s (%(role)s)
           Documentation=https://docs.k3s.io/installation/configuration
@@ -166,7 +166,7 @@ function(cluster, node, token='', agent_token='', cluster_id='')
 
           [Install]
           WantedBy=multi-user.target
-        ||| % { role: n.role, state: k.stateDir }),
+        |||, { role: n.role, state: k.stateDir })),
         // Not named k3s*.service: k3s-killall.sh stops every /etc/systemd/system/k3s*.service, so
         // such a unit would wait on its own stop job, and k3s-uninstall.sh would refuse to run.
         k.unit('stop-k3s-at-shutdown.service', |||

@@ -27,6 +27,7 @@ AGENT_TOKEN_FILE = SECRETS_DIR / "k3s-agent-token"
 # A random name for the token's current value: what render depends on, so that doit's DB (cached in
 # CI) records the md5 of this, never the md5 of the token itself.
 TOKEN_VERSION_FILE = BUILD / "token-version"
+CLUSTER_ID_FILE = SECRETS_DIR / "cluster-id"  # render: the cluster id under the token version it was made for
 NODES_DIR = BUILD / "nodes"
 CLUSTER_DIR = BUILD / "cluster"  # output: 'cluster': the one live config that carries every node
 ISO_DIR = BUILD / "iso"

@@ -24,7 +24,7 @@ import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
 import requests
 import urllib3
@@ -159,12 +159,21 @@ def _wait(what: str, problem: str, failures: int, policy: RetryPolicy) -> None:
 
 # --- big files ---------------------------------------------------------------------------------------
 
+class Tee(Protocol):
+    """Also gets every byte of the file, in order (a signature check running alongside)."""
+
+    def feed(self, chunk: bytes) -> None: ...
+
+    def abandon(self) -> None: ...
+
+
 def download(url: str, part: Path, *, what: str, policy: RetryPolicy, identity: str | None = None,
-             progress: bool | None = None) -> Downloaded:
+             progress: bool | None = None, tee: Tee | None = None) -> Downloaded:
     """Download url into part (resuming what an earlier attempt left); return its sha256 and size.
 
     identity names the content (default: the URL); a part recorded under another identity is
     discarded rather than resumed. progress: None = a tqdm bar on a terminal, plain lines otherwise.
+    tee gets the file's bytes as they are hashed (a resumed part's first), or is abandoned.
     """
     identity = identity or url
     part.parent.mkdir(parents=True, exist_ok=True)
@@ -172,9 +181,9 @@ def download(url: str, part: Path, *, what: str, policy: RetryPolicy, identity: 
     if part.exists() and read_source(source).get("identity") != identity:
         part.unlink()
     if not is_remote(url):
-        return _copy_local(local_path(url), part, what=what, progress=progress)
+        return _copy_local(local_path(url), part, what=what, progress=progress, tee=tee)
 
-    state = _PartState.from_disk(part)
+    state = _PartState.from_disk(part, tee)
     session = requests.Session()
     failures = 0
     resumed_at: list[int] = []
@@ -208,23 +217,32 @@ def read_source(source: Path) -> dict[str, Any]:
 class _PartState:
     """Bytes on disk and the running sha256 over exactly those bytes."""
 
-    def __init__(self) -> None:
+    def __init__(self, tee: Tee | None = None) -> None:
         self.hasher = hashlib.sha256()
         self.size = 0
+        self.tee = tee
 
     @classmethod
-    def from_disk(cls, part: Path) -> _PartState:
-        state = cls()
+    def from_disk(cls, part: Path, tee: Tee | None = None) -> _PartState:
+        state = cls(tee)
         if part.exists():  # resuming after a restart: hash what is already here first
             with part.open("rb") as f:
                 while chunk := f.read(CHUNK):
-                    state.hasher.update(chunk)
-                    state.size += len(chunk)
+                    state.update(chunk)
         return state
+
+    def update(self, chunk: bytes) -> None:
+        self.hasher.update(chunk)
+        if self.tee is not None:
+            self.tee.feed(chunk)
+        self.size += len(chunk)
 
     def restart(self, part: Path) -> None:
         self.hasher = hashlib.sha256()
         self.size = 0
+        if self.tee is not None:
+            self.tee.abandon()
+            self.tee = None
         part.unlink(missing_ok=True)
 
 
@@ -293,12 +311,14 @@ def body_chunks(response: requests.Response) -> Iterator[bytes]:
 
 
 def _write(file: IO[bytes], chunk: bytes, state: _PartState, part: Path) -> None:
-    state.hasher.update(chunk)
     try:
         file.write(chunk)
     except OSError as error:
+        if state.tee is not None:  # the part may hold less than was fed: no resumable verdict
+            state.tee.abandon()
+            state.tee = None
         raise disk_error(error, part) from None
-    state.size += len(chunk)
+    state.update(chunk)
 
 
 def disk_error(error: OSError, part: Path) -> BuildError:
@@ -329,9 +349,9 @@ def content_range_total(header: str) -> int | None:
         return None
 
 
-def _copy_local(path: Path, part: Path, *, what: str, progress: bool | None) -> Downloaded:
+def _copy_local(path: Path, part: Path, *, what: str, progress: bool | None, tee: Tee | None = None) -> Downloaded:
     """file:// "download": a hashed copy (resuming like HTTP would, by seeking)."""
-    state = _PartState.from_disk(part)
+    state = _PartState.from_disk(part, tee)
     try:
         source = path.open("rb")
     except FileNotFoundError:

@@ -60,18 +60,45 @@ def embed_node(verified_iso: Path, verified_stamp: Path, live_ignition: Path, ta
         # The live system's consoles (the install on a serial console); the installed system's
         # come from coreos-installer --console.
         patches += iso.kargs_patches(verified_iso, append=[f"console={console}" for console in consoles])
-        with ThreadPoolExecutor(1) as pool:
-            # SHA256SUMS needs the output's sha256: hash the source as patched, on the other core,
-            # while the ISO is copied or patched.
-            digest = pool.submit(iso.sha256_patched, verified_iso, patches)
-            # Only the embed area differs from the last output, if untouched: patch it, no 800 MB copy.
-            last = target if reusable_output(target, record, base) else None
+        # Only the embed area differs from the last output, if untouched: patch it, no 800 MB copy.
+        # Its sha256 is then left to SHA256SUMS, which hashes every re-embedded ISO at once, one per core.
+        last = target if reusable_output(target, record, base) else None
+        if last is not None:
             iso.write_patched(verified_iso, patches, target, mode=0o600, base=last)
-            done = target.stat()
-            write_atomic(record, json.dumps({"sha256sums": checksum_line(digest.result(), target), "base": base,
-                                             "size": done.st_size, "mtime_ns": done.st_mtime_ns}))
+            sha256 = None
+        else:
+            with ThreadPoolExecutor(1) as pool:
+                # A full copy: hash the source as patched, on the other core, while it is copied.
+                digest = pool.submit(iso.sha256_patched, verified_iso, patches)
+                iso.write_patched(verified_iso, patches, target, mode=0o600)
+                sha256 = digest.result()
+        write_record(record, target, base, sha256)
     except BuildError as error:
         raise error.prefixed(os.fspath(verified_iso)) from None
+
+
+def write_record(record: Path, target: Path, base: str, sha256: str | None) -> None:
+    """What the output is: made from `base`, untouched while its size and mtime hold; its sum if known."""
+    done = target.stat()
+    write_atomic(record, json.dumps({"sha256sums": checksum_line(sha256, target) if sha256 else None, "base": base,
+                                     "size": done.st_size, "mtime_ns": done.st_mtime_ns}))
+
+
+def fill_in_sums(outputs: list[NodeIso]) -> list[str]:
+    """Each output's SHA256SUMS line: recorded by embed, else hashed now (all at once, one per core)."""
+    records = [json.loads(o.record.read_text()) for o in outputs]
+    missing = [i for i, r in enumerate(records) if not r.get("sha256sums")]
+    if missing:
+        with ThreadPoolExecutor(min(len(missing), os.cpu_count() or 1)) as pool:
+            digests = list(pool.map(lambda i: iso.sha256_patched(outputs[i].path, ()), missing))
+        for i, sha256 in zip(missing, digests, strict=True):
+            record = outputs[i].record
+            base = records[i].get("base")
+            if not isinstance(base, str) or not reusable_output(outputs[i].path, record, base):
+                raise BuildError(f"{outputs[i].path} changed while it was hashed", hint="run doit again")
+            write_record(record, outputs[i].path, base, sha256)
+            records[i] = json.loads(record.read_text())
+    return [str(r["sha256sums"]) for r in records]
 
 
 def reusable_output(target: Path, record: Path, base: str) -> bool:
@@ -103,7 +130,7 @@ def summary(outputs: list[NodeIso], release: str) -> list[str]:
 
 @action
 def write_sums(outputs: list[NodeIso], verified_stamp: Path) -> None:
-    write_atomic(SHA256SUMS, "".join(json.loads(o.record.read_text())["sha256sums"] for o in outputs))
+    write_atomic(SHA256SUMS, "".join(fill_in_sums(outputs)))
     release = json.loads(verified_stamp.read_text()).get("release", "(unknown release)")
     for line in summary(outputs, release):
         log(line)

@@ -12,7 +12,10 @@ directory, with the sha256 from that build's meta.json (or, without one, the sig
 
 Outputs (all static paths, none ever cleaned): build/fcos/release.json (what was resolved and
 downloaded), build/fcos/keyring.asc, build/fcos/download/fedora-coreos-live.<arch>.iso and its .sig.
-Nothing here is trusted yet: `verify` checks them and publishes the verified ISO.
+Nothing here is trusted yet: `verify` checks them and publishes the verified ISO. With the pinned
+keys in the keyring, gpgv already checks the signature while the ISO streams in (as coreos-installer
+does), and release.json records its verdict for verify; the download, its hash and the signature
+check then overlap instead of reading the ISO one after the other.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from tasks.config import Fcos
 from tasks.doit_glue import TaskDict, action
 from tasks.download import RetryPolicy, download, is_remote, local_path, read_url
 from tasks.release import Release, read_recorded, set_aside
+from tasks.verify import StreamedCheck, streamed_record
 
 UPSTREAM = "https://builds.coreos.fedoraproject.org/"
 SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
@@ -224,8 +228,11 @@ def fetch_keyring(keyring: str, target: Path, policy: RetryPolicy) -> None:
 
 
 def fetch_files(release: Release, mirror: str | None, files: FcosFiles, policy: RetryPolicy, *,
-                progress: bool | None = None) -> Release:
-    """Signature first (cheap, fails fast), then the ISO into a .part; both renamed once complete."""
+                progress: bool | None = None, pinned: tuple[str, ...] = ()) -> Release:
+    """Signature first (cheap, fails fast), then the ISO into a .part; both renamed once complete.
+
+    With pinned keys, gpgv checks the signature while the ISO streams in; its verdict is recorded
+    for verify, which still publishes nothing unless the sha256 and the signature both agree."""
     iso, signature = files.downloaded_iso, files.downloaded_signature
     sig_url = mirrored(release.signature, mirror)
     sig = read_url(sig_url, what="ISO signature", policy=policy)
@@ -235,8 +242,14 @@ def fetch_files(release: Release, mirror: str | None, files: FcosFiles, policy: 
     part = part_path(iso)
     iso_url = mirrored(release.location, mirror)
     log(f"downloading {release.iso_name} from {iso_url}")
-    done = download(iso_url, part, what=f"ISO {release.iso_name}", policy=policy,
-                    identity=f"{release.location} {release.sha256}", progress=progress)
+    check = StreamedCheck(files.keyring, sig, pinned) if pinned else None
+    try:
+        done = download(iso_url, part, what=f"ISO {release.iso_name}", policy=policy,
+                        identity=f"{release.location} {release.sha256}", progress=progress, tee=check)
+        good = check.finish() if check is not None else None
+    finally:
+        if check is not None:
+            check.close()
     if release.sha256 and done.sha256 != release.sha256:
         problem = (f"sha256 mismatch for {iso_url}: got {done.sha256}, "
                    f"the {release.sha256_source} says {release.sha256}")
@@ -247,8 +260,10 @@ def fetch_files(release: Release, mirror: str | None, files: FcosFiles, policy: 
     os.replace(part, iso)
     part.with_name(part.name + ".source").unlink(missing_ok=True)
     write_atomic(signature, sig)
-    log(f"downloaded {release.iso_name}: {done.size:,} bytes, sha256 {done.sha256}")
-    return replace(release, downloaded_sha256=done.sha256, size=done.size)
+    log(f"downloaded {release.iso_name}: {done.size:,} bytes, sha256 {done.sha256}"
+        + (f", signed by {good.signer}" if good else ""))
+    streamed = streamed_record(good, pinned, sig, files.keyring, iso, done.sha256) if good else None
+    return replace(release, downloaded_sha256=done.sha256, size=done.size, streamed_check=streamed)
 
 
 def reject_part(files: FcosFiles, part: Path, iso_name: str, reason: str) -> Path:
@@ -280,7 +295,7 @@ def fetch_release(fcos: Fcos, files: FcosFiles, policy: RetryPolicy, *, refresh:
         log(f"{recorded.iso_name} is already downloaded")
         fetched = recorded
     else:
-        fetched = fetch_files(wanted, fcos.mirror, files, policy, progress=progress)
+        fetched = fetch_files(wanted, fcos.mirror, files, policy, progress=progress, pinned=fcos.fingerprints)
     write_atomic(files.release, fetched.to_json())  # last: it names files that are now complete
     return fetched
 

@@ -6,6 +6,7 @@ import json
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from tasks.common import FcosFiles
 
@@ -24,6 +25,7 @@ class Release:
     sha256_source: str  # "stream metadata", "meta.json" or "none"
     downloaded_sha256: str | None = None  # filled in once the ISO is here
     size: int | None = None
+    streamed_check: dict[str, Any] | None = None  # gpgv's verdict while downloading (verify.streamed_record)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True) + "\n"

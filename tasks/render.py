@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ from doit.tools import config_changed
 from tasks import config
 from tasks.common import (
     AGENT_TOKEN_FILE,
+    CLUSTER_ID_FILE,
     JSONNET_DIR,
     KEYS_DIR,
     TOKEN_FILE,
@@ -40,6 +42,25 @@ class _ButaneDumper(yaml.SafeDumper):  # type: ignore[misc]  # PyYAML ships no t
     """Scripts and unit files as literal blocks, so the rendered YAML reads like a hand-written one."""
 
 
+# libyaml's emitter, when PyYAML has it, is ten times faster and writes the same text for printable
+# ASCII (tests/test_render_output.py); it quotes some other characters differently, so a document
+# holding any is left to the Python emitter.
+class _FastButaneDumper(getattr(yaml, "CSafeDumper", yaml.SafeDumper)):  # type: ignore[misc]
+    pass
+
+
+def _printable_ascii(value: object) -> bool:
+    if isinstance(value, str):
+        # "|+" blocks (text ending in blank lines) get a "..." end marker from libyaml
+        return value.isascii() and value.replace("\n", "").isprintable() and not value.endswith("\n\n") \
+            and value != "\n"
+    if isinstance(value, dict):
+        return all(_printable_ascii(k) and _printable_ascii(v) for k, v in value.items())
+    if isinstance(value, list):
+        return all(_printable_ascii(item) for item in value)
+    return True
+
+
 def _represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
     style = "|" if "\n" in value and not any(c in value for c in "\t\r") and value == value.rstrip(" ") \
         else None
@@ -47,11 +68,13 @@ def _represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
 
 
 _ButaneDumper.add_representer(str, _represent_str)
+_FastButaneDumper.add_representer(str, _represent_str)
 
 
 def to_butane_yaml(document: object) -> str:
     """YAML that PyYAML and yaml.v3 read alike: PyYAML quotes every string it would itself misread."""
-    text: str = yaml.dump(document, Dumper=_ButaneDumper, sort_keys=False, allow_unicode=True,
+    dumper = _FastButaneDumper if _printable_ascii(document) else _ButaneDumper
+    text: str = yaml.dump(document, Dumper=dumper, sort_keys=False, allow_unicode=True,
                           width=1 << 30, default_flow_style=False)
     return text
 
@@ -62,6 +85,25 @@ def cluster_id(token: str) -> str:
     same token (laptop or CI), different for another cluster of the same name, and one-way: slow
     (PBKDF2) so that even a short, user-chosen token cannot be found from the id on a disk."""
     return hashlib.pbkdf2_hmac("sha256", token.encode(), b"k3s-autoinstall cluster id", 200_000, 16).hex()
+
+
+def cached_cluster_id(token: str, version_file: Path = TOKEN_VERSION_FILE,
+                      cache: Path = CLUSTER_ID_FILE) -> str:
+    """cluster_id(token), kept beside the tokens (0600) under the token's version: PBKDF2 is slow on
+    purpose, and every re-render would pay for it again. A new token gets a new version."""
+    try:
+        version = version_file.read_text().strip()
+    except FileNotFoundError:
+        return cluster_id(token)
+    try:
+        recorded_version, recorded_id = cache.read_text().split()
+        if recorded_version == version:
+            return recorded_id
+    except (OSError, ValueError):
+        pass
+    made = cluster_id(token)
+    write_atomic(cache, f"{version} {made}\n", mode=0o600)
+    return made
 
 
 def node_tokens(role: str, token: str, agent_token: str) -> dict[str, str]:
@@ -103,25 +145,106 @@ def render_documents(cluster: dict[str, Any], node: str, token: str, agent_token
     return render_installed(cluster, node, token, agent_token), render_live(cluster, node, token)
 
 
+# Every document of the cluster in one evaluation, from one source text: the C++ jsonnet pays its
+# standard library's start-up once per evaluation and again for every file it imports (tens of ms
+# each), so the templates and k3s.libsonnet are put together here instead of imported.
+LIBRARY = JSONNET_DIR / "k3s.libsonnet"
+LIBRARY_IMPORT = "local k = import 'k3s.libsonnet';"
+RENDER_ALL = """
+function(cluster, tokens, cluster_id, per_node)
+  {
+    installed: { [n.name]: installed(cluster, n.name, tokens[n.name].token, tokens[n.name].agent_token, cluster_id)
+                 for n in cluster.nodes },
+    live: if per_node then { [n.name]: live(cluster, n.name, cluster_id) for n in cluster.nodes }
+          else { '': live(cluster, null, cluster_id) },
+  }
+"""
+
+
+def combined_source(installed: str, live: str, library: str) -> str | None:
+    """One jsonnet text holding the library, both templates and RENDER_ALL; None when a template does
+    not import the library the one expected way."""
+    if installed.count(LIBRARY_IMPORT) != 1 or live.count(LIBRARY_IMPORT) != 1:
+        return None
+    return (f"local k = (\n{library}\n);\n"
+            f"local installed = (\n{installed.replace(LIBRARY_IMPORT, '')}\n);\n"
+            f"local live = (\n{live.replace(LIBRARY_IMPORT, '')}\n);\n" + RENDER_ALL)
+
+
+@dataclass(frozen=True)
+class RenderedCluster:
+    installed: dict[str, str]  # node → Butane of its installed system
+    live: dict[str, str]  # node → Butane of its live system; "" → the cluster ISO's
+
+
+def render_cluster(cluster: dict[str, Any], token: str, agent_token: str, per_node: bool,
+                   cluster_id_value: str | None = None) -> RenderedCluster:
+    """Every Butane document of the cluster, from one jsonnet evaluation; the same text as
+    render_installed and render_live give one at a time (which also report any template error:
+    their file:line, not the combined text's)."""
+    import _jsonnet
+
+    cid = cluster_id_value or cluster_id(token)
+    source = combined_source(INSTALLED_TEMPLATE.read_text(), LIVE_TEMPLATE.read_text(), LIBRARY.read_text())
+    tokens = {n["name"]: node_tokens(n["role"], token, agent_token) for n in cluster["nodes"]}
+    try:
+        if source is None:
+            raise RuntimeError("templates not in the expected shape")
+        evaluated = _jsonnet.evaluate_snippet(
+            os.fspath(JSONNET_DIR / "render-all.jsonnet"), source, jpathdir=os.fspath(JSONNET_DIR),
+            tla_codes={"cluster": json.dumps(cluster), "tokens": json.dumps(tokens, ensure_ascii=False),
+                       "per_node": json.dumps(per_node)},
+            tla_vars={"cluster_id": cid})
+    except RuntimeError:
+        return render_one_by_one(cluster, tokens, per_node, cid)
+    documents = json.loads(evaluated)
+    return RenderedCluster({name: to_butane_yaml(doc) for name, doc in documents["installed"].items()},
+                           {name: to_butane_yaml(doc) for name, doc in documents["live"].items()})
+
+
+def render_one_by_one(cluster: dict[str, Any], tokens: dict[str, dict[str, str]], per_node: bool,
+                      cid: str) -> RenderedCluster:
+    nodes = [n["name"] for n in cluster["nodes"]]
+    installed = {n: render_butane(INSTALLED_TEMPLATE, cluster, n, {**tokens[n], "cluster_id": cid}) for n in nodes}
+    live = {n: render_butane(LIVE_TEMPLATE, cluster, n, {"cluster_id": cid}) for n in (nodes if per_node else [])}
+    if not per_node:
+        live[""] = render_butane(LIVE_TEMPLATE, cluster, None, {"cluster_id": cid})
+    return RenderedCluster(installed, live)
+
+
 def read_tokens() -> tuple[str, str]:
     return TOKEN_FILE.read_text().strip(), AGENT_TOKEN_FILE.read_text().strip()
 
 
+_rendered: dict[str, RenderedCluster] = {}
+
+
+def rendered(cluster: config.Config, keys_dir: Path) -> RenderedCluster:
+    """The cluster's documents, rendered once per doit run for all of render's subtasks (same inputs:
+    same result; a change of key, config or token is a new key)."""
+    inputs = config.with_files(cluster, keys_dir, Path.home()).template_input()
+    token, agent_token = read_tokens()
+    per_node = cluster.output == "per-node"
+    key = hashlib.sha256(json.dumps([inputs, token, agent_token, per_node], sort_keys=True).encode()).hexdigest()
+    if key not in _rendered:
+        _rendered.clear()
+        _rendered[key] = render_cluster(inputs, token, agent_token, per_node, cached_cluster_id(token))
+    return _rendered[key]
+
+
 @action
 def render_node(cluster: config.Config, node: str, keys_dir: Path, live: bool) -> None:
-    inputs = config.with_files(cluster, keys_dir, Path.home()).template_input()
+    documents = rendered(cluster, keys_dir)
     files = NodeFiles(node)
-    token, agent_token = read_tokens()
-    write_atomic(files.installed_butane, render_installed(inputs, node, token, agent_token), mode=0o600)
+    write_atomic(files.installed_butane, documents.installed[node], mode=0o600)
     if live:
-        write_atomic(files.live_butane, render_live(inputs, node, token), mode=0o600)
+        write_atomic(files.live_butane, documents.live[node], mode=0o600)
 
 
 @action
 def render_cluster_live(cluster: config.Config, keys_dir: Path) -> None:
-    inputs = config.with_files(cluster, keys_dir, Path.home()).template_input()
     target = NodeFiles.of_image(cluster.name, cluster=True).live_butane
-    write_atomic(target, render_live(inputs, None, read_tokens()[0]), mode=0o600)
+    write_atomic(target, rendered(cluster, keys_dir).live[""], mode=0o600)
 
 
 def template_files() -> list[Path]:

@@ -7,6 +7,11 @@ with a SHA-256 or stronger digest. Binary and text-mode signatures, armored or n
 handles them. The sha256 is computed while gpgv runs (one read of the ISO each, in parallel) and
 compared with the stream metadata's.
 
+Usually that check has already happened: fetch feeds the ISO to gpgv while it downloads
+(`StreamedCheck`) and records gpgv's verdict with the sha256 of the bytes fed. verify accepts that
+record only while it covers the files as they are (the same pinned keys, signature and keyring,
+the ISO's size and mtime unchanged), so a cold build reads the ISO once; otherwise it checks again.
+
 Only then is the ISO published, at static paths downstream tasks depend on:
 build/fcos/fedora-coreos-live.<arch>.iso (a hard link to the download, so no copy) and
 build/fcos/verified.json (release, sha256, signer…: it changes whenever the ISO does).
@@ -16,10 +21,13 @@ build/fcos/rejected/REJECTED-<name>, so the next fetch downloads it afresh.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import queue
 import subprocess
 import tempfile
+import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -145,26 +153,37 @@ def keys_in(keyring: Path, home: Path) -> list[Key]:
     return keys
 
 
+def trusted_keyring(keyring: Path, home: Path, pinned: tuple[str, ...]) -> tuple[list[Key], Path]:
+    """The keyring's keys, and a keyring file in home holding only the pinned ones (for gpgv)."""
+    keys = keys_in(keyring, home)
+    trusted = trusted_keys(keys, pinned)
+    if not trusted:
+        present = ", ".join(key.primary for key in keys)
+        raise BuildError(f"none of the {len(pinned)} keys pinned in fcos.fingerprints is in the keyring "
+                         f"{keyring} (it holds {present})",
+                         hint="check fcos.keyring and fcos.fingerprints")
+    exported = gpg(home, "--export", *(key.primary for key in trusted)).stdout
+    if not exported:
+        raise BuildError(f"gpg exported nothing for the pinned keys {', '.join(k.primary for k in trusted)}")
+    trusted_ring = home / "trusted.gpg"
+    trusted_ring.write_bytes(exported)
+    return keys, trusted_ring
+
+
+def gpgv_argv(home: Path, trusted_ring: Path, signature: Path, data: str) -> list[str]:
+    """gpgv with only the pinned keys; data "-" reads the signed file from stdin."""
+    return ["gpgv", "--homedir", os.fspath(home), "--status-fd", "1",
+            "--keyring", os.fspath(trusted_ring), os.fspath(signature), data]
+
+
 def check_signature(iso: Path, signature: Path, keyring: Path,
                     pinned: tuple[str, ...]) -> tuple[GoodSignature, str]:
     """Run gpgv with only the pinned keys while hashing the ISO; return the signature and the sha256."""
     with tempfile.TemporaryDirectory(prefix="fcos-gpg-") as tmp:
         home = Path(tmp)
         home.chmod(0o700)
-        keys = keys_in(keyring, home)
-        trusted = trusted_keys(keys, pinned)
-        if not trusted:
-            present = ", ".join(key.primary for key in keys)
-            raise BuildError(f"none of the {len(pinned)} keys pinned in fcos.fingerprints is in the keyring "
-                             f"{keyring} (it holds {present})",
-                             hint="check fcos.keyring and fcos.fingerprints")
-        exported = gpg(home, "--export", *(key.primary for key in trusted)).stdout
-        if not exported:
-            raise BuildError(f"gpg exported nothing for the pinned keys {', '.join(k.primary for k in trusted)}")
-        trusted_ring = home / "trusted.gpg"
-        trusted_ring.write_bytes(exported)
-        argv = ["gpgv", "--homedir", os.fspath(home), "--status-fd", "1",
-                "--keyring", os.fspath(trusted_ring), os.fspath(signature), os.fspath(iso)]
+        keys, trusted_ring = trusted_keyring(keyring, home, pinned)
+        argv = gpgv_argv(home, trusted_ring, signature, os.fspath(iso))
         try:
             gpgv = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         except FileNotFoundError:
@@ -179,6 +198,127 @@ def check_signature(iso: Path, signature: Path, keyring: Path,
             raise VerificationError(explain_failure(status, stderr, iso=iso, signature=signature, keys=keys,
                                                     pinned=pinned))
         return good, sha256
+
+
+class StreamedCheck:
+    """gpgv fed the ISO while it downloads (coreos-installer holds data back the same way), so the
+    download, its sha256 and the signature check overlap instead of reading 800 MB three times.
+
+    Best effort: any problem (no gpgv, a keyring without the pinned keys, a bad signature, a restarted
+    download) just yields no result, and verify then checks the file on disk, with its usual errors.
+    The result vouches only for the bytes fed, in order; fetch records it with their sha256.
+    """
+
+    QUEUED_CHUNKS = 16  # chunks waiting for gpgv: bounded memory when gpgv is slower than the network
+
+    def __init__(self, keyring: Path, signature: bytes, pinned: tuple[str, ...]) -> None:
+        self.pinned = pinned
+        self.queue: queue.Queue[bytes | None] = queue.Queue(self.QUEUED_CHUNKS)
+        self.process: subprocess.Popen[bytes] | None = None
+        self.failed = False
+        self.writer: threading.Thread | None = None
+        self.tmp = tempfile.TemporaryDirectory(prefix="fcos-gpg-")
+        home = Path(self.tmp.name)
+        home.chmod(0o700)
+        try:
+            _, trusted_ring = trusted_keyring(keyring, home, pinned)
+            sig = home / "iso.sig"
+            sig.write_bytes(signature)
+            self.process = subprocess.Popen(gpgv_argv(home, trusted_ring, sig, "-"), stdin=subprocess.PIPE,
+                                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        except (BuildError, OSError):
+            self.abandon()
+            return
+        self.writer = threading.Thread(target=self._pump, daemon=True)
+        self.writer.start()
+
+    def _pump(self) -> None:
+        assert self.process is not None and self.process.stdin is not None
+        stdin = self.process.stdin
+        while (chunk := self.queue.get()) is not None:
+            if self.failed:
+                continue  # drain, so feed() never blocks
+            try:
+                stdin.write(chunk)
+            except OSError:  # gpgv gave up early (a broken signature): the check has failed
+                self.failed = True
+        try:
+            stdin.close()
+        except OSError:
+            self.failed = True
+
+    def feed(self, chunk: bytes) -> None:
+        if not self.failed and self.process is not None:
+            self.queue.put(chunk)
+
+    def abandon(self) -> None:
+        """The bytes fed are not the file any more (a restarted download): no result."""
+        self.failed = True
+        self.close()
+
+    def finish(self) -> GoodSignature | None:
+        """gpgv's verdict on everything fed."""
+        if self.failed or self.process is None:
+            self.close()
+            return None
+        assert self.writer is not None
+        self.queue.put(None)
+        self.writer.join()
+        self.writer = None
+        out = self.process.stdout.read() if self.process.stdout else b""
+        good = None
+        if self.process.wait() == 0 and not self.failed:
+            good = good_signature(out.decode(errors="replace"), self.pinned)
+        self.close()
+        return good
+
+    def close(self) -> None:
+        if self.process is not None:
+            if self.process.poll() is None:
+                self.process.kill()
+            if self.writer is not None:  # failed is set: it drains the queue and stops at None
+                self.queue.put(None)
+                self.writer.join()
+                self.writer = None
+            self.process.wait()
+            for stream in (self.process.stdin, self.process.stdout):
+                if stream is not None:
+                    try:
+                        stream.close()
+                    except OSError:
+                        pass
+            self.process = None
+        self.tmp.cleanup()
+
+
+def streamed_record(good: GoodSignature, pinned: tuple[str, ...], signature: bytes, keyring: Path,
+                    iso: Path, sha256: str) -> dict[str, Any]:
+    """What fetch records about a check made while downloading: enough for verify to see that it
+    still applies (same pinned keys, signature, keyring and file) without reading the ISO again."""
+    done = iso.stat()
+    return {"signer": good.signer, "signing_key": good.signing_key, "digest": good.digest,
+            "pinned": sorted(fp.upper() for fp in pinned), "signature_sha256": hashlib.sha256(signature).hexdigest(),
+            "keyring_sha256": sha256_file(keyring), "sha256": sha256, "size": done.st_size,
+            "mtime_ns": done.st_mtime_ns}
+
+
+def streamed_result(release: Release, files: FcosFiles, pinned: tuple[str, ...]) -> tuple[GoodSignature, str] | None:
+    """The signature check made while downloading, if it covers the files as they are now."""
+    record = release.streamed_check
+    if not record or release.downloaded_sha256 != record.get("sha256"):
+        return None
+    try:
+        iso = files.downloaded_iso.stat()
+        same = (record.get("pinned") == sorted(fp.upper() for fp in pinned)
+                and record.get("signature_sha256") == sha256_file(files.downloaded_signature)
+                and record.get("keyring_sha256") == sha256_file(files.keyring)
+                and (record.get("size"), record.get("mtime_ns")) == (iso.st_size, iso.st_mtime_ns))
+    except OSError:
+        return None
+    if not same:
+        return None
+    good = GoodSignature(signer=record["signer"], signing_key=record["signing_key"], digest=record["digest"])
+    return good, record["sha256"]
 
 
 class VerificationError(BuildError):
@@ -205,7 +345,7 @@ def verify_release(files: FcosFiles, pinned: tuple[str, ...]) -> dict[str, Any]:
             raise BuildError(f"{needed} is missing", hint="run `doit fetch`")
     expected = release.sha256 or release.downloaded_sha256
     try:
-        good, sha256 = check_signature(iso, signature, keyring, pinned)
+        good, sha256 = streamed_result(release, files, pinned) or check_signature(iso, signature, keyring, pinned)
         if expected and sha256 != expected:
             raise VerificationError(f"sha256 mismatch: {iso} has {sha256}, the {release.sha256_source} says "
                                     f"{expected}")

@@ -16,12 +16,15 @@ warm-cache numbers. Scenarios (goals from the issue):
 
   noop       `doit` with everything up to date          vs `doit list`                ≤ 1.5x
              (and no large file read: the read bytes of both are compared)
-  embed      `doit embed` after a keys/*.pub change     vs `cp` of the base ISO       ≤ 1.2x (stretch 0.1x)
-  cold       `doit` from an empty build/               vs curl -o + gpgv + cp        ≤ 1.3x
+  embed      `doit embed` after a keys/*.pub change     vs `cp` of the base ISO       ≤ 1.2x
+             and the floor SHA256SUMS sets (doit list + sha256sum of the outputs); render per node ≤ 50 ms
+  embed3     the same with three nodes (the project is switched to three and back)
+  cold       `doit` from an empty build/               vs curl -o + gpgv + cp        ≤ 1.0x
   rss        peak RSS of the cold build at 200 MiB and at --iso-mb                  ≤ 150 MB
   transpile  butane.transpile of a node's rendered .bu/.fcc, in-process, ms          (reported)
   iso-cli    `python -m tasks.iso ignition embed -o`   vs `cp`                       (reported)
              `python -m tasks.iso ignition embed` in place vs `cp`                  ≤ 0.05x
+             (or, when Python's start-up is above that, the start-up floor: shown)
   fetch      `doit verify` and the fetch+verify actions from an empty build/
              vs curl -o (ISO, signature) + gpgv                                     (reported)
 

@@ -16,10 +16,10 @@ from tests.bench.harness import Bench, MiB, Row, ScenarioError, machine_info, pi
 from tests.bench.report import report, write_markdown
 
 # In this order: cold leaves a fresh build that rss reuses; embed leaves an up-to-date tree for noop;
-# fetch last, as it empties build/.
+# embed3 switches the project to three nodes and back; fetch last, as it empties build/.
 SCENARIOS: dict[str, Callable[[Bench], None]] = {
     "cold": cold.run, "rss": rss.run, "embed": embed.run, "noop": noop.run, "transpile": transpile.run,
-    "iso-cli": iso_cli.run, "fetch": fetch.run,
+    "iso-cli": iso_cli.run, "embed3": embed.run_three, "fetch": fetch.run,
 }
 
 

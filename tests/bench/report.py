@@ -38,7 +38,8 @@ def report(bench: Bench, machine: dict[str, str], command: str, elapsed: float) 
             if bench.args.sparse
             else "dense (no holes, like a real one); "
         )
-        + "one node. Each scenario ran interleaved with its baseline (A B A B ...) so both see the same "
+        + "one node (three in the rows that say so). Each scenario ran interleaved with its baseline "
+        "(A B A B ...) so both see the same "
         "page-cache state; the cache was not dropped, and each run's inputs were read through (untimed) "
         "just before it (warm cache). Times are medians of wall-clock "
         "time of the whole subprocess (Python start-up included); RSS is wait4's ru_maxrss, the largest "
