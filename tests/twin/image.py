@@ -225,8 +225,31 @@ def _write_iso_extras(extras: Path, root: Path, version: str) -> None:
 def _build_iso(root: Path, extras: Path, output: Path) -> None:
     log("writing the live ISO (xorriso)")
     _run(["xorriso", "-as", "mkisofs", "-quiet", "-R", "-V", VOLUME_ID, "-o", os.fspath(output),
-          "-b", "isolinux/isolinux.bin", "-c", "isolinux/boot.cat", "-no-emul-boot", "-boot-load-size", "4",
-          "-boot-info-table", os.fspath(root), os.fspath(extras)])
+          # no -boot-info-table: with it, xorriso 1.5.4 writes lowercase ISO9660 names, which coreos-installer
+          # (and embed) do not find; _write_boot_info_table does its job afterwards
+          "-b", "isolinux/isolinux.bin", "-no-emul-boot", "-boot-load-size", "4",
+          os.fspath(root), os.fspath(extras)])
+    _write_boot_info_table(output)
+
+
+def _write_boot_info_table(iso: Path) -> None:
+    """El Torito boot info table in isolinux.bin (bytes 8-24: PVD sector, file sector, length, checksum
+    of the file from byte 64 as 32-bit words), which isolinux reads to find itself."""
+    import struct
+
+    from tasks import iso9660
+
+    fd = os.open(iso, os.O_RDWR)
+    try:
+        volume = iso9660.open_volume(fd)
+        record = iso9660.lookup(fd, volume, "ISOLINUX/ISOLINUX.BIN")
+        data = bytearray(iso9660.read_exact(fd, record.offset, record.length))
+        data += bytes(-len(data) % 4)
+        checksum = sum(struct.unpack_from(f"<{(len(data) - 64) // 4}I", data, 64)) & 0xFFFFFFFF
+        table = struct.pack("<4I", 16, record.offset // 2048, record.length, checksum)
+        os.pwrite(fd, table, record.offset + 8)
+    finally:
+        os.close(fd)
 
 
 def build_image() -> TwinImage:
