@@ -108,6 +108,7 @@ class Run:
 
     machine: Machine
     stages: dict[str, float] = field(default_factory=dict)
+    installed_disk: Path | None = None  # a copy of the disk right after the live install
     shutdown_seconds: float | None = None
     shutdown_error: str = ""
 
@@ -162,6 +163,9 @@ def installed(single: Project, tmp_path_factory: pytest.TempPathFactory, server:
     started = time.monotonic()
     try:
         install_from_iso(machine, project.node_iso(single, NODE), run)
+        run.installed_disk = work / "after-install.img"
+        subprocess.run(["cp", "--sparse=always", os.fspath(machine.disks[0]), os.fspath(run.installed_disk)],
+                       check=True)
         layer(machine, run)
         start_k3s(machine, run)
         shutdown(machine, run)
@@ -302,13 +306,14 @@ def test_5_two_candidate_disks_refuses_to_guess(single: Project, tmp_path: Path,
     TIMINGS["scenario 5"] = time.monotonic() - started
 
 
-def test_6_network_down_during_layering(single: Project, tmp_path: Path, server: TwinServer) -> None:
+def test_6_network_down_during_layering(installed: Run, tmp_path: Path, server: TwinServer) -> None:
+    """From a copy of scenario 1's disk as the live install left it: the first boot, uplink down."""
     started = time.monotonic()
-    image = blank_disk(tmp_path / "disk.img")
+    assert installed.installed_disk is not None
+    image = tmp_path / "disk.img"
+    subprocess.run(["cp", "--sparse=always", os.fspath(installed.installed_disk), os.fspath(image)], check=True)
     machine = Machine(NODE, tmp_path, disks=[image], http_port=server.port)
-    run = Run(machine)
     try:
-        install_from_iso(machine, project.node_iso(single, NODE), run)
         machine.boot()
         machine.monitor("set_link uplink off")
         machine.wait_for(r"run-k3s-prereq-installer: .*fail", LAYERING_S, stage="a failed layering attempt")

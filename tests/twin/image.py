@@ -57,6 +57,15 @@ LIVE_KARGS = (
 DRACUT_OMIT = "kernel-modules kernel-modules-extra crypt dm nvdimm resume lunmask virtiofs overlay-root plymouth"
 DRACUT_DRIVERS = ("virtio_blk virtio_pci virtio_scsi virtio_net ext4 xfs isofs sr_mod cdrom ata_piix "
                   "ata_generic overlay qemu_fw_cfg")
+# What the twin's virtual machines never use: less for the installer to copy under emulation.
+PRUNED = ("usr/share/doc", "usr/share/man", "usr/share/locale", "usr/share/info")
+PRUNED_MODULES = ("sound", "drivers/gpu", "drivers/media", "drivers/net/wireless", "drivers/net/ethernet",
+                  "drivers/infiniband", "drivers/staging", "drivers/bluetooth", "drivers/isdn", "drivers/mtd",
+                  "drivers/iio", "drivers/usb", "drivers/hid", "drivers/video", "drivers/net/can",
+                  "drivers/net/usb", "drivers/hwmon", "drivers/platform", "drivers/misc", "drivers/mmc",
+                  "drivers/thunderbolt", "drivers/nfc", "drivers/pinctrl", "drivers/regulator", "drivers/power",
+                  "drivers/mfd", "drivers/leds", "drivers/rtc", "drivers/spi", "drivers/i2c",
+                  "net/wireless", "net/mac80211", "net/bluetooth", "net/netfilter", "net/sched")
 ENABLED_UNITS = {  # target.wants -> units (the base image's own services and the twin's)
     "multi-user.target.wants": ("systemd-networkd.service", "twin-firstboot-complete.service",
                                 "twin-console-info.service"),
@@ -172,6 +181,11 @@ def _customise(root: Path) -> str:
     if not kernels:
         raise RuntimeError("no kernel in the bootstrapped root")
     version = kernels[-1].name.removeprefix("vmlinuz-")
+    for relative in PRUNED:
+        shutil.rmtree(root / relative, ignore_errors=True)
+    for relative in PRUNED_MODULES:
+        shutil.rmtree(root / f"usr/lib/modules/{version}/kernel" / relative, ignore_errors=True)
+    _run(["chroot", os.fspath(root), "depmod", version])
     staging = root / "tmp/twin-initrd"
     shutil.rmtree(staging, ignore_errors=True)
     _copy_overlay(INITRD_OVERLAY, staging)

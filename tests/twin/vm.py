@@ -118,9 +118,9 @@ class Machine:
             command += ["-drive", f"file={disk},format=raw,if=none,id=disk{index},cache=unsafe",
                         "-device", f"virtio-blk-pci,drive=disk{index},serial=twin-disk-{index}"]
         if iso is not None:
-            command += ["-drive", f"file={iso},media=cdrom,if=ide,index=2,readonly=on", "-boot", "order=dc"]
-        else:
-            command += ["-boot", "order=c"]
+            # virtio-scsi, not IDE: the installer reads the whole OS from it, and emulated IDE is slow
+            command += ["-drive", f"file={iso},media=cdrom,if=none,id=cd,readonly=on",
+                        "-device", "virtio-scsi-pci,id=scsi,addr=0x6", "-device", "scsi-cd,drive=cd,bootindex=0"]
         if self.lan is not None:
             command += self.lan.netdev(self.name)
         return command + extra
