@@ -394,3 +394,16 @@ def test_image_cache_is_reused(twin_image: TwinImage) -> None:
     assert again == twin_image
     assert time.monotonic() - started < 30
     assert shutil.disk_usage(twin_image.iso.parent).free > 0
+
+
+def test_smoke_against_the_twin(single: Project, server: TwinServer) -> None:
+    """`doit smoke` on the twin ISO: the same code path users run on the real ISOs; only the ISO differs."""
+    started = time.monotonic()
+    run = single.doit("smoke", env={"K3S_SMOKE_QEMU_ARGS": f"-fw_cfg name=opt/k3s-twin/port,string={server.port}"},
+                      timeout=3000)
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-4000:]
+    milestones = [line.split(": ", 2)[2].rsplit(" (", 1)[0] for line in run.stderr.splitlines()
+                  if line.startswith(f"‣ smoke: {NODE}: ") and "booting" not in line]
+    assert milestones == ["live system up", "installed", "rebooted", "layered", "k3s running", "node Ready"]
+    assert not list((single.root / "build" / "smoke").glob("*.qcow2")), "smoke left its disks"
+    TIMINGS["doit smoke (1 node)"] = time.monotonic() - started
