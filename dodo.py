@@ -25,6 +25,7 @@ from tasks.fetch import task_fetch, task_update  # noqa: E402
 from tasks.inline import task_inline  # noqa: E402
 from tasks.pxe import task_pxe  # noqa: E402  (network boot: `doit pxe`, not a default task)
 from tasks.render import task_render  # noqa: E402
+from tasks.smoke import task_smoke as task_smoke  # noqa: E402  (`doit smoke`: not a default task)
 from tasks.token import task_token  # noqa: E402
 from tasks.verify import task_verify  # noqa: E402
 

@@ -1,0 +1,282 @@
+"""`doit smoke`: boot every node's ISO in QEMU on a blank disk and follow the install to a Ready cluster.
+
+Each node gets a sparse qcow2 disk under build/smoke/, an uplink with outside access (QEMU's user
+network) and a NIC on a LAN shared by the nodes (QEMU's socket backend in UDP mode on 127.0.0.1,
+through a small repeater), at PCI slot 16 (`ens16`: name it in `nodes[].network.interface`). The boot
+order is disk first, then the ISO: a blank disk falls through to the ISO, the installed disk boots
+itself, as on a machine. Every serial console is written to build/smoke/<node>.log; milestones print
+as they are seen, each with its own timeout naming the stage that stalled and the log to read.
+Ctrl-C (or any failure) stops every VM and removes the disks; the logs stay.
+
+Done when the first server's console reports every node Ready. K3S_SMOKE_QEMU_ARGS adds QEMU
+arguments to every VM; K3S_SMOKE_TIMEOUT_SCALE scales the timeouts (TCG multiplies them by 4).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import shutil
+import signal
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+
+from tasks import config
+from tasks.common import BUILD, ISO_DIR, BuildError, TaskDict, action, log
+
+SMOKE_DIR = BUILD / "smoke"
+DISK_SIZE = "20G"
+UPLINK_MAC = "52:54:00:00:00:01"
+
+
+@dataclass(frozen=True)
+class Milestone:
+    name: str
+    pattern: str  # on the node's console
+    timeout: float  # seconds after the previous milestone (KVM)
+
+
+MILESTONES = (
+    Milestone("live system up", r"k3s-autoinstall: cluster \S+, node", 300),
+    Milestone("installed", r"k3s-autoinstall: installed node", 900),
+    Milestone("rebooted", r"Linux version", 300),
+    Milestone("layered", r"run-k3s-prereq-installer: layered", 1800),
+    Milestone("k3s running", r"run-k3s-installer: k3s \(\S+\) is installed and running", 1800),
+)
+READY = Milestone("node Ready", r"nodes Ready: (?P<nodes>[^\n]*)", 900)
+
+
+def kvm_works(kernel: Path, timeout: float = 30) -> bool:
+    """Whether KVM really runs a guest here: /dev/kvm opens, and `kernel` boots under it far enough to
+    panic for want of a root filesystem (nested or restricted KVM can open fine and then hang)."""
+    if os.environ.get("K3S_ACCEL") in ("kvm", "tcg"):
+        return os.environ["K3S_ACCEL"] == "kvm"
+    try:
+        os.close(os.open("/dev/kvm", os.O_RDWR))
+    except OSError:
+        return False
+    command = ["qemu-system-x86_64", "-accel", "kvm", "-cpu", "host", "-machine", "pc", "-m", "256",
+               "-display", "none", "-nodefaults", "-no-reboot", "-serial", "stdio", "-kernel", os.fspath(kernel),
+               "-append", "console=ttyS0 panic=-1"]
+    try:
+        result = subprocess.run(command, stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout, check=False)
+    except subprocess.TimeoutExpired:
+        return False
+    return b"Kernel panic" in result.stdout
+
+
+def iso_kernel(iso: Path, target: Path) -> Path:
+    """The live kernel (images/pxeboot/vmlinuz) out of a live ISO, for the KVM probe."""
+    from tasks import iso9660
+
+    fd = os.open(iso, os.O_RDONLY)
+    try:
+        volume = iso9660.open_volume(fd)
+        record = iso9660.lookup(fd, volume, "IMAGES/PXEBOOT/VMLINUZ")
+        target.write_bytes(iso9660.read_exact(fd, record.offset, record.length))
+    finally:
+        os.close(fd)
+    return target
+
+
+def plan(cluster: config.Config) -> list[tuple[str, str, Path]]:
+    """(node, role, ISO) in config order: what the smoke test boots."""
+    return [(node.name, node.role, ISO_DIR / f"{node.iso_name}.iso") for node in cluster.nodes]
+
+
+def next_milestone(text: str, start: int, milestone: Milestone) -> int | None:
+    """Where `milestone` is reached in `text` at or after `start` (end of the match), else None."""
+    match = re.search(milestone.pattern, text[start:])
+    return None if match is None else start + match.end()
+
+
+def ready_nodes(text: str) -> set[str]:
+    """The nodes the first server last reported Ready."""
+    found = re.findall(READY.pattern, text)
+    return set(found[-1].split()) if found else set()
+
+
+class Repeater:
+    """The nodes' LAN: a UDP hub on 127.0.0.1 repeating each VM's frames to the others."""
+
+    def __init__(self) -> None:
+        self.hub = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.hub.bind(("127.0.0.1", 0))
+        self.ports: list[int] = []
+        threading.Thread(target=self._repeat, daemon=True).start()
+
+    def member(self) -> tuple[int, int]:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = int(probe.getsockname()[1])
+        self.ports.append(port)
+        return int(self.hub.getsockname()[1]), port
+
+    def _repeat(self) -> None:
+        while True:
+            try:
+                frame, (_, sender) = self.hub.recvfrom(65536)
+            except OSError:
+                return
+            for port in self.ports:
+                if port != sender:
+                    try:
+                        self.hub.sendto(frame, ("127.0.0.1", port))
+                    except OSError:
+                        pass
+
+    def close(self) -> None:
+        self.hub.close()
+
+
+def qemu_command(name: str, iso: Path, disk: Path, console: Path, lan: tuple[int, int], index: int,
+                 kvm: bool) -> list[str]:
+    hub, port = lan
+    accel = ["-accel", "kvm", "-cpu", "host"] if kvm else ["-accel", "tcg", "-cpu", "max"]
+    return [
+        "qemu-system-x86_64", "-name", name, "-machine", "pc", *accel, "-smp", "2", "-m", "3072",
+        "-display", "none", "-nodefaults",
+        "-chardev", f"file,id=console,path={console}", "-serial", "chardev:console",
+        "-drive", f"file={disk},format=qcow2,if=virtio,cache=unsafe",
+        "-drive", f"file={iso},media=cdrom,if=ide,index=2,readonly=on", "-boot", "order=cd",
+        "-netdev", "user,id=uplink", "-device", f"virtio-net-pci,netdev=uplink,mac={UPLINK_MAC},addr=0x4",
+        "-netdev", f"socket,id=lan,udp=127.0.0.1:{hub},localaddr=127.0.0.1:{port}",
+        "-device", f"virtio-net-pci,netdev=lan,mac=52:54:00:00:01:{index + 1:02x},addr=0x10",
+        *shlex.split(os.environ.get("K3S_SMOKE_QEMU_ARGS", "")),
+    ]  # fmt: skip
+
+
+class Node:
+    def __init__(self, name: str, role: str, iso: Path) -> None:
+        self.name, self.role, self.iso = name, role, iso
+        self.console = SMOKE_DIR / f"{name}.log"
+        self.disk = SMOKE_DIR / f"{name}.qcow2"
+        self.reached = 0  # milestones passed
+        self.position = 0  # console offset after the last milestone
+        self.since = time.monotonic()
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def text(self) -> str:
+        try:
+            return self.console.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+
+def follow(nodes: list[Node], first_server: str, scale: float, poll: float = 1.0) -> None:
+    """Print milestones as the consoles show them; raise on the first stall or an early QEMU exit."""
+    names = {node.name for node in nodes}
+    first = next(node for node in nodes if node.name == first_server)
+    ready_seen: set[str] = set()
+    ready_since = None
+    while True:
+        for node in nodes:
+            text = node.text()
+            while node.reached < len(MILESTONES):
+                milestone = MILESTONES[node.reached]
+                end = next_milestone(text, node.position, milestone)
+                if end is None:
+                    break
+                log(f"smoke: {node.name}: {milestone.name} ({time.monotonic() - node.since:.0f} s)")
+                node.reached, node.position, node.since = node.reached + 1, end, time.monotonic()
+            if node.reached < len(MILESTONES):
+                milestone = MILESTONES[node.reached]
+                if time.monotonic() - node.since > milestone.timeout * scale:
+                    raise BuildError(f"smoke: {node.name}: stage '{milestone.name}' stalled: not reached within "
+                                     f"{milestone.timeout * scale:.0f} s", hint=f"read {node.console}")
+            if node.process is not None and node.process.poll() is not None:
+                raise BuildError(f"smoke: {node.name}: the VM stopped before '{_stage(node)}' "
+                                 f"(QEMU exit {node.process.returncode})", hint=f"read {node.console}")
+        if all(node.reached == len(MILESTONES) for node in nodes):
+            ready_since = ready_since or time.monotonic()
+            ready = ready_nodes(first.text())
+            for name in sorted((ready & names) - ready_seen):
+                log(f"smoke: {name}: node Ready")
+            ready_seen |= ready & names
+            if names <= ready:
+                return
+            if time.monotonic() - ready_since > READY.timeout * scale:
+                missing = ", ".join(sorted(names - ready))
+                raise BuildError(f"smoke: stage 'node Ready' stalled: {missing} not Ready on {first_server} "
+                                 f"within {READY.timeout * scale:.0f} s", hint=f"read {first.console}")
+        time.sleep(poll)
+
+
+def _stage(node: Node) -> str:
+    return MILESTONES[node.reached].name if node.reached < len(MILESTONES) else READY.name
+
+
+def _stop(nodes: list[Node]) -> None:
+    for node in nodes:
+        if node.process is not None and node.process.poll() is None:
+            node.process.terminate()
+            try:
+                node.process.wait(10)
+            except subprocess.TimeoutExpired:
+                node.process.kill()
+                node.process.wait()
+        node.disk.unlink(missing_ok=True)
+
+
+@action
+def run_smoke(rows: list[tuple[str, str, Path]], first_server: str) -> None:
+    if shutil.which("qemu-system-x86_64") is None or shutil.which("qemu-img") is None:
+        raise BuildError("qemu-system-x86_64 or qemu-img not found", hint="install qemu-system-x86 and qemu-utils")
+    SMOKE_DIR.mkdir(parents=True, exist_ok=True)
+    kvm = kvm_works(iso_kernel(rows[0][2], SMOKE_DIR / "probe-vmlinuz"))
+    scale = float(os.environ.get("K3S_SMOKE_TIMEOUT_SCALE", "1")) * (1 if kvm else 4)
+    if not kvm:
+        log("smoke: warning: /dev/kvm is not usable: TCG emulation, expect several times longer (an hour or more)")
+    SMOKE_DIR.mkdir(parents=True, exist_ok=True)
+    nodes = [Node(name, role, iso) for name, role, iso in rows]
+    lan = Repeater()
+    previous = signal.getsignal(signal.SIGTERM)
+
+    def terminate(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, terminate)
+    try:
+        for index, node in enumerate(nodes):
+            node.console.unlink(missing_ok=True)
+            node.disk.unlink(missing_ok=True)
+            subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(node.disk), DISK_SIZE], check=True)
+            command = qemu_command(node.name, node.iso, node.disk, node.console, lan.member(), index, kvm)
+            node.process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                            stderr=subprocess.PIPE)
+            node.since = time.monotonic()
+            log(f"smoke: {node.name}: booting {node.iso} ({'KVM' if kvm else 'TCG'}), console {node.console}")
+        follow(nodes, first_server, scale)
+        log(f"smoke: every node is Ready ({', '.join(node.name for node in nodes)})")
+    except KeyboardInterrupt:
+        log("smoke: interrupted: stopping every VM and removing the disks")
+        raise BuildError("smoke: interrupted", hint="the VMs are stopped and their disks removed") from None
+    finally:
+        _stop(nodes)
+        lan.close()
+        signal.signal(signal.SIGTERM, previous)
+
+
+def task_smoke() -> Iterator[TaskDict]:
+    """Boot every node's ISO in QEMU on a blank disk and follow it to a Ready cluster (minutes; KVM)."""
+    cluster = config.current()
+    rows = plan(cluster)
+    yield {
+        "name": None,
+        "doc": "Boot every ISO in QEMU (blank disks under build/smoke/) until every node is Ready.",
+    }
+    yield {
+        "name": "run",
+        "actions": [(run_smoke, [rows, cluster.first_server.name])],
+        "task_dep": ["embed"],
+        "file_dep": [os.fspath(iso) for _, _, iso in rows],
+        "uptodate": [False],  # a check, not a build: runs every time it is asked for
+        "verbosity": 2,
+    }
