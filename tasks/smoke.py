@@ -29,7 +29,8 @@ from pathlib import Path
 from types import FrameType
 
 from tasks import config
-from tasks.common import BUILD, ISO_DIR, BuildError, TaskDict, action, log
+from tasks.common import BUILD, ISO_DIR, BuildError, log
+from tasks.doit_glue import TaskDict, action
 
 SMOKE_DIR = BUILD / "smoke"
 DISK_SIZE = "20G"
@@ -74,7 +75,7 @@ def kvm_works(kernel: Path, timeout: float = 30) -> bool:
 
 def iso_kernel(iso: Path, target: Path) -> Path:
     """The live kernel (images/pxeboot/vmlinuz) out of a live ISO, for the KVM probe."""
-    from tasks import iso9660
+    from tasks.iso import iso9660
 
     fd = os.open(iso, os.O_RDONLY)
     try:

@@ -131,4 +131,4 @@ def test_list_is_cheap_and_offline(project: Project) -> None:
     listed = project.doit("list")
     assert listed.returncode == 0, listed.stderr
     assert [line.split()[0] for line in listed.stdout.splitlines()] == [
-        "butane", "embed", "fetch", "inline", "pxe", "render", "update", "verify"]
+        "butane", "embed", "fetch", "inline", "pxe", "render", "smoke", "update", "verify"]

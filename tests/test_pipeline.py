@@ -175,7 +175,7 @@ def test_list_shows_the_six_steps_with_docs(built: Project) -> None:
     run = built.doit("list")
     assert run.returncode == 0, run.stderr
     listed = dict(line.split(None, 1) for line in run.stdout.splitlines() if line.strip())
-    assert set(listed) == {*STEPS, "update", "pxe"}, run.stdout  # update: a newer FCOS release; pxe: network boot
+    assert set(listed) == {*STEPS, "update", "pxe", "smoke"}, run.stdout  # update, network boot, VM smoke test
     assert all(doc.strip() for doc in listed.values())
 
 

@@ -251,7 +251,7 @@ def _write_boot_info_table(iso: Path) -> None:
     of the file from byte 64 as 32-bit words), which isolinux reads to find itself."""
     import struct
 
-    from tasks import iso9660
+    from tasks.iso import iso9660
 
     fd = os.open(iso, os.O_RDWR)
     try:

@@ -5,39 +5,19 @@ exactly as users build theirs."""
 
 from __future__ import annotations
 
-import json
-import shutil
 from pathlib import Path
 
-from tests.mirror import Mirror, publish_fcos
-from tests.pipeline_project import PROJECT_FILES, Project, cluster_jsonnet, ssh_keygen
-from tests.signing import SigningKey
-from tests.tools import REPO
+from tests.mirror import Mirror
+from tests.pipeline_project import Project
 
 
 def twin_project(root: Path, mirror: Mirror, live_iso: Path, *, nodes: list[dict[str, object]],
                  k3s: dict[str, object], install: dict[str, object] | None = None) -> Project:
-    """A checkout at `root` configured for the twin; call .doit() to build its ISOs."""
-    root.mkdir(parents=True)
-    for name in PROJECT_FILES:
-        source = REPO / name
-        if source.is_dir():
-            shutil.copytree(source, root / name, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy2(source, root / name)
-    home = root.parent / f"{root.name}-home"
-    home.mkdir()
-    key = SigningKey.generate(root.parent)
-    published = publish_fcos(mirror.root, live_iso, key, base_url=mirror.url(""))
-    (root / "keys").mkdir()
-    ssh_keygen(root / "keys" / "admin", "admin@twin.test")
-    cluster = json.loads(cluster_jsonnet(published, nodes, k3s))  # type: ignore[arg-type]
-    cluster["name"] = "twin"
-    if install is not None:
-        cluster["install"] = install
-    (root / "jsonnet" / "cluster.jsonnet").write_text(json.dumps(cluster, indent=2) + "\n")
-    project = Project(root, home)
-    project.published = published  # type: ignore[attr-defined]
+    """A checkout at `root` configured for the twin (the twin ISO published as the FCOS release, signed
+    by a throw-away key the config pins); call .doit() to build its ISOs."""
+    project = Project.create(root, mirror, upstream_iso=live_iso, nodes=nodes, k3s=k3s)
+    project.extra = {"name": "twin", **({"install": install} if install is not None else {})}
+    project.write_config()
     return project
 
 
@@ -52,5 +32,5 @@ def build(project: Project, timeout: float = 600) -> None:
 
 
 def public_key(project: Project) -> str:
-    return (project.root / "keys" / "admin.pub").read_text().strip()
+    return (project.root / "keys" / "alice.pub").read_text().strip()
 
