@@ -17,7 +17,7 @@ warm-cache numbers. Scenarios (goals from the issue):
   noop       `doit` with everything up to date          vs `doit list`                ≤ 1.5x
              (and no large file read: the read bytes of both are compared)
   embed      `doit embed` after a keys/*.pub change     vs `cp` of the base ISO       ≤ 1.2x
-             and the floor SHA256SUMS sets (doit list + sha256sum of the outputs); render per node ≤ 50 ms
+             and the floor SHA256SUMS sets (doit list + openssl sha256 of the outputs); render per node ≤ 50 ms
   embed3     the same with three nodes (the project is switched to three and back)
   cold       `doit` from an empty build/               vs curl -o + gpgv + cp        ≤ 1.0x
   rss        peak RSS of the cold build at 200 MiB and at --iso-mb                  ≤ 150 MB
