@@ -40,41 +40,25 @@ class ConsoleTimeout(AssertionError):
 
 class Lan:
     """A virtual switch between VMs: each QEMU sends its frames as UDP datagrams to a hub on
-    127.0.0.1 (socket netdev, udp mode), which repeats them to every other VM."""
+    127.0.0.1 (socket netdev, udp mode), which repeats them to every other VM: `doit smoke`'s
+    Repeater."""
 
     def __init__(self) -> None:
-        self._hub = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self._hub.bind(("127.0.0.1", 0))
-        self.hub_port = self._hub.getsockname()[1]
-        self.members: dict[str, int] = {}  # node -> the UDP port its QEMU listens on
-        self._stopped = False
-        threading.Thread(target=self._repeat, daemon=True).start()
+        from tasks.smoke import Repeater
+
+        self._repeater = Repeater()
+        self.members: dict[str, tuple[int, int]] = {}  # node -> (hub port, the UDP port its QEMU listens on)
 
     def netdev(self, node: str) -> list[str]:
         if node not in self.members:
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-                probe.bind(("127.0.0.1", 0))
-                self.members[node] = probe.getsockname()[1]
+            self.members[node] = self._repeater.member()
+        hub, port = self.members[node]
         index = list(self.members).index(node) + 1
-        return ["-netdev", f"socket,id=lan,udp=127.0.0.1:{self.hub_port},localaddr=127.0.0.1:{self.members[node]}",
+        return ["-netdev", f"socket,id=lan,udp=127.0.0.1:{hub},localaddr=127.0.0.1:{port}",
                 "-device", f"virtio-net-pci,netdev=lan,mac=52:54:00:00:01:{index:02x},addr=0x10"]
 
-    def _repeat(self) -> None:
-        while not self._stopped:
-            try:
-                frame, (_, sender) = self._hub.recvfrom(65536)
-            except OSError:
-                return
-            for port in self.members.values():
-                if port != sender:
-                    try:
-                        self._hub.sendto(frame, ("127.0.0.1", port))
-                    except OSError:
-                        pass
-
     def close(self) -> None:
-        self._stopped = True
-        self._hub.close()
+        self._repeater.close()
 
 
 def blank_disk(path: Path, size: int = 10 * GIB) -> Path:
