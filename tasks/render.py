@@ -128,21 +128,21 @@ def render_butane(template: Path, cluster: dict[str, Any], node: str | None,
     return to_butane_yaml(json.loads(evaluated))
 
 
-def render_installed(cluster: dict[str, Any], node: str, token: str, agent_token: str) -> str:
+def render_installed(cluster: dict[str, Any], node: str, tokens: dict[str, str], cid: str) -> str:
     """The installed system's Butane document of one node, with the tokens its role carries."""
-    role = next(n["role"] for n in cluster["nodes"] if n["name"] == node)
-    tla = {**node_tokens(role, token, agent_token), "cluster_id": cluster_id(token)}
-    return render_butane(INSTALLED_TEMPLATE, cluster, node, tla)
+    return render_butane(INSTALLED_TEMPLATE, cluster, node, {**tokens, "cluster_id": cid})
 
 
-def render_live(cluster: dict[str, Any], node: str | None, token: str) -> str:
+def render_live(cluster: dict[str, Any], node: str | None, cid: str) -> str:
     """A live system's Butane document: a node's (node given) or the cluster's (node None)."""
-    return render_butane(LIVE_TEMPLATE, cluster, node, {"cluster_id": cluster_id(token)})
+    return render_butane(LIVE_TEMPLATE, cluster, node, {"cluster_id": cid})
 
 
 def render_documents(cluster: dict[str, Any], node: str, token: str, agent_token: str) -> tuple[str, str]:
-    """A node's two Butane documents, installed and live (its own ISO)."""
-    return render_installed(cluster, node, token, agent_token), render_live(cluster, node, token)
+    """A node's two Butane documents, installed and live (its own ISO), one template at a time."""
+    role = next(n["role"] for n in cluster["nodes"] if n["name"] == node)
+    cid = cluster_id(token)
+    return render_installed(cluster, node, node_tokens(role, token, agent_token), cid), render_live(cluster, node, cid)
 
 
 # Every document of the cluster in one evaluation, from one source text: the C++ jsonnet pays its
@@ -205,10 +205,10 @@ def render_cluster(cluster: dict[str, Any], token: str, agent_token: str, per_no
 def render_one_by_one(cluster: dict[str, Any], tokens: dict[str, dict[str, str]], per_node: bool,
                       cid: str) -> RenderedCluster:
     nodes = [n["name"] for n in cluster["nodes"]]
-    installed = {n: render_butane(INSTALLED_TEMPLATE, cluster, n, {**tokens[n], "cluster_id": cid}) for n in nodes}
-    live = {n: render_butane(LIVE_TEMPLATE, cluster, n, {"cluster_id": cid}) for n in (nodes if per_node else [])}
+    installed = {n: render_installed(cluster, n, tokens[n], cid) for n in nodes}
+    live = {n: render_live(cluster, n, cid) for n in (nodes if per_node else [])}
     if not per_node:
-        live[""] = render_butane(LIVE_TEMPLATE, cluster, None, {"cluster_id": cid})
+        live[""] = render_live(cluster, None, cid)
     return RenderedCluster(installed, live)
 
 
