@@ -53,8 +53,8 @@ def embed_node(verified_iso: Path, verified_stamp: Path, live_ignition: Path, ta
     try:
         try:
             patches = iso.ignition_patches(verified_iso, live_ignition.read_bytes(), force=True)
-        except BuildError as error:
-            if cluster and error.message.startswith("Compressed initramfs is too large"):
+        except iso.ConfigTooLarge as error:
+            if cluster:
                 raise BuildError(f"{live_ignition}: {error.message}", hint=TOO_LARGE_HINT) from None
             raise
         # The live system's consoles (the install on a serial console); the installed system's

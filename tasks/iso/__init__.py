@@ -10,6 +10,7 @@ No doit import: the pipeline's embed step is one caller among others.
 from tasks.iso.api import (
     IGNITION_MEMBER,
     NETWORK_DIR,
+    ConfigTooLarge,
     embed_ignition,
     embed_network,
     extract_network,
@@ -29,7 +30,7 @@ from tasks.iso.kargs import edit_kargs
 from tasks.iso.patch import apply_patches, copy_file, sha256_patched, write_patched
 
 __all__ = [
-    "FEATURES_PATH", "IGNITION_MEMBER", "NETWORK_DIR", "LiveIso", "apply_patches", "compress_initrd",
+    "FEATURES_PATH", "IGNITION_MEMBER", "ConfigTooLarge", "NETWORK_DIR", "LiveIso", "apply_patches", "compress_initrd",
     "copy_file", "decode_initrd", "edit_kargs", "embed_ignition", "embed_network", "encode_cpio",
     "extract_network", "ignition_patches", "kargs_patches", "modify_kargs", "read_live_iso", "remove_ignition",
     "remove_network", "reset_iso", "reset_kargs", "sha256_patched", "show_ignition", "show_kargs",

@@ -15,6 +15,10 @@ IGNITION_MEMBER = "config.ign"
 NETWORK_DIR = "etc/coreos-firstboot-network"
 
 
+class ConfigTooLarge(BuildError):
+    """What is to be embedded does not fit the ISO's embed area (callers may add their own way out)."""
+
+
 def ignition_patch(iso: LiveIso, members: dict[str, bytes]) -> tuple[int, bytes]:
     area = iso.ignition_area
     if not members:
@@ -22,7 +26,7 @@ def ignition_patch(iso: LiveIso, members: dict[str, bytes]) -> tuple[int, bytes]
     archive = compress_initrd(members)
     if len(archive) > area.length:
         sizes = ", ".join(f"{name} {len(data)} bytes" for name, data in sorted(members.items()))
-        raise BuildError(
+        raise ConfigTooLarge(
             f"Compressed initramfs is too large: {len(archive)} > {area.length}",
             hint=f"the embed area holds {sizes}; shrink the config (e.g. fetch large files by URL)",
         )
