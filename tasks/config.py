@@ -162,10 +162,7 @@ class LiveImage:
     iso_name: str
     nodes: tuple[Node, ...]
     consoles: tuple[str, ...]
-
-    @property
-    def is_cluster(self) -> bool:
-        return len(self.nodes) != 1 or self.name != self.nodes[0].name
+    is_cluster: bool  # said, not guessed: a one-node cluster may share its node's name
 
 
 @dataclass(frozen=True)
@@ -212,8 +209,9 @@ class Config:
         """What `embed` writes: an ISO per node, or one for the cluster (live consoles: install.console,
         since the node is not known yet when the live kernel starts)."""
         if self.output == "cluster":
-            return (LiveImage(self.name, self.name, self.nodes, self.install.console),)
-        return tuple(LiveImage(node.name, node.iso_name, (node,), self.consoles(node)) for node in self.nodes)
+            return (LiveImage(self.name, self.name, self.nodes, self.install.console, is_cluster=True),)
+        return tuple(LiveImage(node.name, node.iso_name, (node,), self.consoles(node), is_cluster=False)
+                     for node in self.nodes)
 
     def template_input(self) -> dict[str, Any]:
         """Everything the jsonnet templates read: the config file's fields as parsed, defaults filled

@@ -233,3 +233,11 @@ def test_readme_config_table_matches_the_schema() -> None:
         shown = shown_default(dataclass, field)
         if shown is not None:
             assert readme[name] == shown, f"README: {name} defaults to {readme[name]}; the schema says {shown}"
+
+
+def test_a_one_node_cluster_named_like_its_node_is_still_a_cluster_image() -> None:
+    cluster = parse({"name": "k3s", "output": "cluster", "nodes": [{"name": "k3s", "role": "server"}]}, "c")
+    (image,) = cluster.live_images
+    assert image.is_cluster and image.nodes == cluster.nodes
+    (own,) = parse({"name": "k3s", "nodes": [{"name": "k3s", "role": "server"}]}, "c").live_images
+    assert not own.is_cluster
