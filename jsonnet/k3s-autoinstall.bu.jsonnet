@@ -57,6 +57,7 @@ function(cluster, node, token='', agent_token='', cluster_id='')
     K3S_AI_CHANNEL: if k3s.version == null then k3s.channel else null,
     K3S_AI_UPDATES_HOLD: k.zincatiHold,
     K3S_AI_UPDATES: n.updates.strategy,
+    K3S_AI_NODES: if first then std.join(' ', [m.name for m in cluster.nodes]) else null,
   });
 
   local keyfile(net) =
@@ -102,6 +103,8 @@ function(cluster, node, token='', agent_token='', cluster_id='')
         k.script('/usr/local/bin/run-k3s-prereq-installer', importstr 'scripts/run-k3s-prereq-installer'),
         k.script('/usr/local/bin/run-k3s-installer', importstr 'scripts/run-k3s-installer'),
       ] + (
+        if first then [k.script('/usr/local/bin/report-cluster-nodes', importstr 'scripts/report-cluster-nodes')] else []
+      ) + (
         if n.network != null then [
           k.file('/etc/NetworkManager/system-connections/' + n.network.interface + '.nmconnection',
                  keyfile(n.network), mode=384),
@@ -167,6 +170,26 @@ function(cluster, node, token='', agent_token='', cluster_id='')
           [Install]
           WantedBy=multi-user.target
         |||, { role: n.role, state: k.stateDir })),
+      ] + (
+        // The first server says on its console which nodes are Ready until all are (`doit smoke`
+        // reads it). Started by run-k3s-installer once k3s runs, and at boot while the cluster forms.
+        if first then [k.unit('report-cluster-nodes.service', k.fill(|||
+          [Unit]
+          Description=Report the cluster's Ready nodes on the console until every node is Ready
+          After=run-k3s-installer.service
+          ConditionPathExists=%(state)s/k3s-installed
+
+          [Service]
+          Type=simple
+          EnvironmentFile=/etc/k3s-autoinstall/k3s-installer.env
+          ExecStart=/usr/local/bin/report-cluster-nodes
+          StandardOutput=journal+console
+          StandardError=journal+console
+
+          [Install]
+          WantedBy=multi-user.target
+        |||, { state: k.stateDir }))] else []
+      ) + [
         // Not named k3s*.service: k3s-killall.sh stops every /etc/systemd/system/k3s*.service, so
         // such a unit would wait on its own stop job, and k3s-uninstall.sh would refuse to run.
         k.unit('stop-k3s-at-shutdown.service', |||

@@ -8,8 +8,11 @@ itself, as on a machine. Every serial console is written to build/smoke/<node>.l
 as they are seen, each with its own timeout naming the stage that stalled and the log to read.
 Ctrl-C (or any failure) stops every VM and removes the disks; the logs stay.
 
-Done when the first server's console reports every node Ready. K3S_SMOKE_QEMU_ARGS adds QEMU
-arguments to every VM; K3S_SMOKE_TIMEOUT_SCALE scales the timeouts (TCG multiplies them by 4).
+Done when the first server's console reports every node Ready (report-cluster-nodes) and every node
+then powers off cleanly at the press of its power button. K3S_SMOKE_QEMU_ARGS adds QEMU arguments
+to every VM; K3S_SMOKE_TIMEOUT_SCALE scales the timeouts (TCG multiplies them by 4);
+K3S_SMOKE_KEEP_DISKS=1 keeps the disks afterwards, for a look inside; K3S_SMOKE_MONITORS=DIR puts
+each VM's QEMU monitor socket there as <node>.monitor.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -51,7 +55,9 @@ MILESTONES = (
     Milestone("layered", r"run-k3s-prereq-installer: layered", 1800),
     Milestone("k3s running", r"run-k3s-installer: k3s \(\S+\) is installed and running", 1800),
 )
-READY = Milestone("node Ready", r"nodes Ready: (?P<nodes>[^\n]*)", 900)
+# report-cluster-nodes on the first server (jsonnet/scripts): "nodes Ready (2 of 3): a1 s1"
+POWER_OFF_SECONDS = 60  # from the power button to the VM's end (KVM)
+READY = Milestone("node Ready", r"report-cluster-nodes: nodes Ready \(\d+ of \d+\): (?P<nodes>[^\n]*)", 900)
 
 
 def kvm_works(kernel: Path, timeout: float = 30) -> bool:
@@ -138,13 +144,14 @@ class Repeater:
 
 
 def qemu_command(name: str, iso: Path, disk: Path, console: Path, lan: tuple[int, int], index: int,
-                 kvm: bool) -> list[str]:
+                 kvm: bool, monitor: Path) -> list[str]:
     hub, port = lan
     accel = ["-accel", "kvm", "-cpu", "host"] if kvm else ["-accel", "tcg", "-cpu", "max"]
     return [
         "qemu-system-x86_64", "-name", name, "-machine", "pc", *accel, "-smp", "2", "-m", "3072",
         "-display", "none", "-nodefaults",
         "-chardev", f"file,id=console,path={console}", "-serial", "chardev:console",
+        "-monitor", f"unix:{monitor},server=on,wait=off",
         "-drive", f"file={disk},format=qcow2,if=virtio,cache=unsafe",
         "-drive", f"file={iso},media=cdrom,if=ide,index=2,readonly=on", "-boot", "order=cd",
         "-netdev", "user,id=uplink", "-device", f"virtio-net-pci,netdev=uplink,mac={UPLINK_MAC},addr=0x4",
@@ -159,6 +166,7 @@ class Node:
         self.name, self.role, self.iso = name, role, iso
         self.console = SMOKE_DIR / f"{name}.log"
         self.disk = SMOKE_DIR / f"{name}.qcow2"
+        self.monitor = SMOKE_DIR / f"{name}.monitor"  # QEMU's monitor (the power button); see run_smoke
         self.reached = 0  # milestones passed
         self.position = 0  # console offset after the last milestone
         self.since = time.monotonic()
@@ -210,11 +218,36 @@ def follow(nodes: list[Node], first_server: str, scale: float, poll: float = 1.0
         time.sleep(poll)
 
 
+def power_off(nodes: list[Node], limit: float) -> None:
+    """Press every node's power button (ACPI) and wait for each VM to end: a clean shutdown, so the
+    disks are consistent, and a check in itself (a unit that waits on itself hangs it for minutes)."""
+    pressed = time.monotonic()
+    for node in nodes:
+        press_power_button(node.monitor)
+    for node in nodes:
+        assert node.process is not None
+        try:
+            node.process.wait(max(0.0, limit - (time.monotonic() - pressed)))
+        except subprocess.TimeoutExpired:
+            raise BuildError(f"smoke: {node.name}: stage 'power-off' stalled: still running {limit:.0f} s after "
+                             "the power button (a unit waiting on itself?)", hint=f"read {node.console}") from None
+        log(f"smoke: {node.name}: powered off ({time.monotonic() - pressed:.0f} s after the power button)")
+
+
+def press_power_button(monitor: Path) -> None:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(10)
+        sock.connect(os.fspath(monitor))
+        sock.recv(4096)  # the monitor's banner
+        sock.sendall(b"system_powerdown\n")
+        sock.recv(4096)
+
+
 def _stage(node: Node) -> str:
     return MILESTONES[node.reached].name if node.reached < len(MILESTONES) else READY.name
 
 
-def _stop(nodes: list[Node]) -> None:
+def _stop(nodes: list[Node], keep_disks: bool) -> None:
     for node in nodes:
         if node.process is not None and node.process.poll() is None:
             node.process.terminate()
@@ -223,7 +256,9 @@ def _stop(nodes: list[Node]) -> None:
             except subprocess.TimeoutExpired:
                 node.process.kill()
                 node.process.wait()
-        node.disk.unlink(missing_ok=True)
+        node.monitor.unlink(missing_ok=True)
+        if not keep_disks:
+            node.disk.unlink(missing_ok=True)
 
 
 @action
@@ -237,6 +272,14 @@ def run_smoke(rows: list[tuple[str, str, Path]], first_server: str) -> None:
         log("smoke: warning: /dev/kvm is not usable: TCG emulation, expect several times longer (an hour or more)")
     SMOKE_DIR.mkdir(parents=True, exist_ok=True)
     nodes = [Node(name, role, iso) for name, role, iso in rows]
+    keep_disks = os.environ.get("K3S_SMOKE_KEEP_DISKS") == "1"
+    # QEMU monitors, to reach a running VM (`socat - UNIX-CONNECT:<dir>/<node>.monitor`): in
+    # K3S_SMOKE_MONITORS, else a fresh directory under /tmp (a socket path has at most 107 bytes)
+    chosen = os.environ.get("K3S_SMOKE_MONITORS")
+    sockets = Path(chosen) if chosen else Path(tempfile.mkdtemp(prefix="k3s-smoke-"))
+    sockets.mkdir(parents=True, exist_ok=True)
+    for node in nodes:
+        node.monitor = sockets / f"{node.name}.monitor"
     lan = Repeater()
     previous = signal.getsignal(signal.SIGTERM)
 
@@ -249,18 +292,25 @@ def run_smoke(rows: list[tuple[str, str, Path]], first_server: str) -> None:
             node.console.unlink(missing_ok=True)
             node.disk.unlink(missing_ok=True)
             subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(node.disk), DISK_SIZE], check=True)
-            command = qemu_command(node.name, node.iso, node.disk, node.console, lan.member(), index, kvm)
+            command = qemu_command(node.name, node.iso, node.disk, node.console, lan.member(), index, kvm,
+                                   node.monitor)
             node.process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                             stderr=subprocess.PIPE)
             node.since = time.monotonic()
             log(f"smoke: {node.name}: booting {node.iso} ({'KVM' if kvm else 'TCG'}), console {node.console}")
         follow(nodes, first_server, scale)
-        log(f"smoke: every node is Ready ({', '.join(node.name for node in nodes)})")
+        log(f"smoke: every node is Ready ({', '.join(node.name for node in nodes)}); pressing the power buttons")
+        power_off(nodes, POWER_OFF_SECONDS * scale)
+        if keep_disks:
+            log(f"smoke: disks kept (K3S_SMOKE_KEEP_DISKS): {', '.join(os.fspath(n.disk) for n in nodes)}")
     except KeyboardInterrupt:
-        log("smoke: interrupted: stopping every VM and removing the disks")
-        raise BuildError("smoke: interrupted", hint="the VMs are stopped and their disks removed") from None
+        log("smoke: interrupted: stopping every VM" + ("" if keep_disks else " and removing the disks"))
+        raise BuildError("smoke: interrupted", hint="the VMs are stopped" + (
+            "" if keep_disks else " and their disks removed")) from None
     finally:
-        _stop(nodes)
+        _stop(nodes, keep_disks)
+        if not chosen:
+            shutil.rmtree(sockets, ignore_errors=True)
         lan.close()
         signal.signal(signal.SIGTERM, previous)
 

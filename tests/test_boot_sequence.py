@@ -251,6 +251,8 @@ def test_three_boots(node: str, tmp_path: Path) -> None:
     assert not sim.updates_hold.exists()
     assert ["systemctl", "try-restart", "zincati.service"] in m.calls("systemctl")
     assert ["systemctl", "--no-block", "reboot"] not in m.calls("systemctl")  # no third reboot
+    report = ["systemctl", "--no-block", "start", "report-cluster-nodes.service"]
+    assert (report in m.calls("systemctl")) == (node == "k3s-server-1")  # only the first server reports
     assert (sim.state / "k3s-installed").exists()
     assert "K10" not in sim.output  # the token is never printed
 
@@ -298,6 +300,51 @@ def test_joining_node_waits_for_the_first_server(tmp_path: Path) -> None:
     assert len(probes) == 31
     first_install = [c[0] for c in sim.m.calls()].index("install.sh")
     assert first_install > max(i for i, c in enumerate(sim.m.calls()) if c[-1].endswith("/ping"))
+
+
+FAKE_K3S_NODES = """#!/bin/sh
+# `k3s kubectl get nodes --no-headers`, one more line of $FAKE_DIR/nodes at each call (kubectl's columns)
+[ "$*" = "kubectl get nodes --no-headers" ] || exit 2
+n=$(cat "$FAKE_DIR/calls" 2>/dev/null || echo 0); n=$((n + 1)); echo "$n" > "$FAKE_DIR/calls"
+head -n "$n" "$FAKE_DIR/nodes"
+"""
+
+
+def test_first_server_reports_ready_nodes_until_every_node_is(tmp_path: Path) -> None:
+    """What `doit smoke` and a console watcher read: one line per change, then the end."""
+    m = Machine(tmp_path)
+    (m.bin / "k3s").write_text(FAKE_K3S_NODES)
+    (m.bin / "k3s").chmod(0o755)
+    (tmp_path / "nodes").write_text("k3s-server-1   Ready      control-plane,etcd,master   2m   v1.31.4+k3s1\n"
+                                    "k3s-agent-1    NotReady   <none>                      5s   v1.31.4+k3s1\n"
+                                    "k3s-agent-1    Ready      <none>                      9s   v1.31.4+k3s1\n"
+                                    "k3s-server-2   Ready,SchedulingDisabled   control-plane,etcd,master   1s   v1\n")
+    script = write_script("k3s-server-1", "installed_ign", "/usr/local/bin/report-cluster-nodes", tmp_path)
+    files = ignition_files(rendered("k3s-server-1")["installed_ign"])
+    env = parse_env(files["/etc/k3s-autoinstall/k3s-installer.env"][1])
+    result = m.run(script, {**env, "K3S_AI_BIN_DIR": os.fspath(m.bin), "K3S_AI_REPORT_SECONDS": "0"})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        "report-cluster-nodes: nodes Ready (1 of 3): k3s-server-1",
+        "report-cluster-nodes: nodes Ready (2 of 3): k3s-agent-1 k3s-server-1",
+        "report-cluster-nodes: nodes Ready (3 of 3): k3s-agent-1 k3s-server-1 k3s-server-2",
+        "report-cluster-nodes: every node of the cluster is Ready",
+    ]
+    assert "report-cluster-nodes" not in "".join(ignition_files(rendered("k3s-server-2")["installed_ign"]))
+
+
+def test_node_report_gives_up_after_its_limit_naming_the_missing(tmp_path: Path) -> None:
+    m = Machine(tmp_path)
+    (m.bin / "k3s").write_text(FAKE_K3S_NODES)
+    (m.bin / "k3s").chmod(0o755)
+    (tmp_path / "nodes").write_text("s1 Ready control-plane 1m v1\n")
+    script = write_script("k3s-server-1", "installed_ign", "/usr/local/bin/report-cluster-nodes", tmp_path)
+    result = m.run(script, {"K3S_AI_NODES": "s1 a1", "K3S_AI_BIN_DIR": os.fspath(m.bin),
+                            "K3S_AI_REPORT_SECONDS": "0", "K3S_AI_REPORT_LIMIT_SECONDS": "1"})
+    assert result.returncode == 0
+    lines = result.stdout.splitlines()
+    assert lines[0] == "report-cluster-nodes: nodes Ready (1 of 2): s1"
+    assert lines[-1].startswith("report-cluster-nodes: still not Ready after 1 s: a1 ")
 
 
 def test_shutdown_unit_survives_k3s_killall(tmp_path: Path) -> None:

@@ -41,7 +41,7 @@ def nodes_with_consoles(tmp_path: Path, reached: int, names: tuple[str, ...] = (
 def test_milestones_print_in_order_and_ready_ends_it(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     nodes = nodes_with_consoles(tmp_path, len(CONSOLE))
     with nodes[0].console.open("a") as console:
-        console.write("twin-k3s: nodes Ready: a1 s1\n")
+        console.write("report-cluster-nodes: nodes Ready (2 of 2): a1 s1\n")
     smoke.follow(nodes, "s1", scale=0.01, poll=0.01)
     lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("‣ smoke: s1:")]
     assert [line.split(": ", 2)[2].rsplit(" (", 1)[0] for line in lines] == [*CONSOLE, "node Ready"]
@@ -59,7 +59,8 @@ def test_a_stalled_stage_is_one_line_naming_it_and_the_log(tmp_path: Path, stall
 
 
 def test_ready_nodes_are_the_last_report() -> None:
-    assert smoke.ready_nodes("nodes Ready: a\nnodes Ready: a b\n") == {"a", "b"}
+    assert smoke.ready_nodes("report-cluster-nodes: nodes Ready (1 of 2): a\n"
+                             "report-cluster-nodes: nodes Ready (2 of 2): a b\n") == {"a", "b"}
     assert smoke.ready_nodes("nothing yet") == set()
 
 
@@ -116,3 +117,52 @@ def test_doit_smoke_boots_every_node_and_ctrl_c_cleans_up(tmp_path: Path) -> Non
     own = [pid for pid in stray if f"FAKE_QEMU_LOG={tmp_path}" in Path(f"/proc/{pid}/environ").read_bytes()
            .replace(b"\0", b" ").decode(errors="replace")] if stray else []
     assert not own, "a VM was left running"
+
+
+FAKE_VM = """
+import os, socket, sys, time
+monitor, behaviour = sys.argv[1], sys.argv[2]
+server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+server.bind(monitor)
+server.listen(1)
+connection, _ = server.accept()
+connection.sendall(b"QEMU 7.2.0 monitor - type 'help' for more information\\n(qemu) ")
+command = connection.recv(4096)
+connection.sendall(b"(qemu) ")
+if behaviour == "shuts-down" and command.strip() == b"system_powerdown":
+    time.sleep(0.3)
+    sys.exit(0)
+time.sleep(600)  # a guest whose shutdown hangs
+"""
+
+
+def vms_with_power_buttons(tmp_path: Path, behaviours: dict[str, str]) -> list[smoke.Node]:
+    nodes = []
+    for name, behaviour in behaviours.items():
+        node = smoke.Node(name, "server", tmp_path / f"{name}.iso")
+        node.console, node.monitor = tmp_path / f"{name}.log", tmp_path / f"{name}.sock"
+        node.process = subprocess.Popen([sys.executable, "-c", FAKE_VM, os.fspath(node.monitor), behaviour])
+        while not node.monitor.exists():
+            time.sleep(0.02)
+        nodes.append(node)
+    return nodes
+
+
+def test_power_off_presses_every_power_button_and_reports_each(tmp_path: Path,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    nodes = vms_with_power_buttons(tmp_path, {"s1": "shuts-down", "a1": "shuts-down"})
+    smoke.power_off(nodes, limit=20)
+    err = capsys.readouterr().err
+    assert "smoke: s1: powered off (" in err and "smoke: a1: powered off (" in err
+    assert all(node.process is not None and node.process.returncode == 0 for node in nodes)
+
+
+def test_a_node_that_does_not_power_off_is_one_line_naming_it(tmp_path: Path) -> None:
+    nodes = vms_with_power_buttons(tmp_path, {"s1": "shuts-down", "a1": "hangs"})
+    try:
+        with pytest.raises(BuildError) as failure:
+            smoke.power_off(nodes, limit=2)
+        assert "a1: stage 'power-off' stalled" in failure.value.line and "\n" not in failure.value.line
+        assert f"read {tmp_path / 'a1.log'}" in failure.value.line
+    finally:
+        smoke._stop(nodes, keep_disks=True)
