@@ -144,16 +144,21 @@ class Repeater:
 
 
 def qemu_command(name: str, iso: Path, disk: Path, console: Path, lan: tuple[int, int], index: int,
-                 kvm: bool, monitor: Path) -> list[str]:
+                 kvm: bool, monitor: Path, cpus: int = 2) -> list[str]:
     hub, port = lan
     accel = ["-accel", "kvm", "-cpu", "host"] if kvm else ["-accel", "tcg", "-cpu", "max"]
     return [
-        "qemu-system-x86_64", "-name", name, "-machine", "pc", *accel, "-smp", "2", "-m", "3072",
+        "qemu-system-x86_64", "-name", name, "-machine", "pc", *accel, "-smp", str(cpus), "-m", "3072",
         "-display", "none", "-nodefaults",
         "-chardev", f"file,id=console,path={console}", "-serial", "chardev:console",
         "-monitor", f"unix:{monitor},server=on,wait=off",
-        "-drive", f"file={disk},format=qcow2,if=virtio,cache=unsafe",
-        "-drive", f"file={iso},media=cdrom,if=ide,index=2,readonly=on", "-boot", "order=cd",
+        # Disk first, then the ISO: a blank disk falls through to the ISO, an installed one boots itself.
+        # The CD on virtio-scsi, not IDE: the live installer reads the whole OS image from it, and
+        # emulated IDE is slow (FCOS's live initramfs has virtio_scsi and sr_mod).
+        "-drive", f"file={disk},format=qcow2,if=none,id=disk,cache=unsafe",
+        "-device", "virtio-blk-pci,drive=disk,bootindex=0",
+        "-drive", f"file={iso},media=cdrom,if=none,id=cd,readonly=on",
+        "-device", "virtio-scsi-pci,id=scsi", "-device", "scsi-cd,drive=cd,bootindex=1",
         "-netdev", "user,id=uplink", "-device", f"virtio-net-pci,netdev=uplink,mac={UPLINK_MAC},addr=0x4",
         "-netdev", f"socket,id=lan,udp=127.0.0.1:{hub},localaddr=127.0.0.1:{port}",
         "-device", f"virtio-net-pci,netdev=lan,mac=52:54:00:00:01:{index + 1:02x},addr=0x10",
@@ -273,6 +278,9 @@ def run_smoke(rows: list[tuple[str, str, Path]], first_server: str) -> None:
     SMOKE_DIR.mkdir(parents=True, exist_ok=True)
     nodes = [Node(name, role, iso) for name, role, iso in rows]
     keep_disks = os.environ.get("K3S_SMOKE_KEEP_DISKS") == "1"
+    # Emulated CPUs beyond the host's cores only wait on each other (a guest spinning on a lock
+    # whose holder is descheduled): under TCG, share the cores out.
+    cpus = 2 if kvm else max(1, min(2, (os.cpu_count() or 1) // len(nodes)))
     # QEMU monitors, to reach a running VM (`socat - UNIX-CONNECT:<dir>/<node>.monitor`): in
     # K3S_SMOKE_MONITORS, else a fresh directory under /tmp (a socket path has at most 107 bytes)
     chosen = os.environ.get("K3S_SMOKE_MONITORS")
@@ -293,7 +301,7 @@ def run_smoke(rows: list[tuple[str, str, Path]], first_server: str) -> None:
             node.disk.unlink(missing_ok=True)
             subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(node.disk), DISK_SIZE], check=True)
             command = qemu_command(node.name, node.iso, node.disk, node.console, lan.member(), index, kvm,
-                                   node.monitor)
+                                   node.monitor, cpus)
             node.process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                             stderr=subprocess.PIPE)
             node.since = time.monotonic()

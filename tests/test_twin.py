@@ -9,8 +9,14 @@ udevadm and filesystems. Stand-ins only for what exists only on FCOS (coreos-ins
 NetworkManager keyfiles, SELinux tools) and for the k3s install script and binary (served from a
 loopback HTTP server). Each scenario is asserted from the serial console and from the disk images.
 
-Slow (minutes, several VMs): marked `twin`. They run under CI=true (.ci/run), with K3S_TWIN=1, or when
-this file is named on the pytest command line; a plain `./test.sh` skips them, saying so.
+One `doit smoke` run of a three-node cluster (first server, joining server, agent) carries scenarios
+1, 2 and 7 and the smoke test itself; scenario 6 is injected into it (the agent's uplink cut through
+its QEMU monitor during layering), and scenarios 4 and 5 run in a fourth VM meanwhile; scenario 3
+then boots the first server's disk again with its ISO. Every VM is CPU-bound under TCG, so running
+them side by side costs no more than one after the other and shares what they have in common.
+
+Slow (minutes, several VMs): marked `twin`, deselected from a plain `./test.sh` (pyproject's addopts);
+.ci/run runs them after the fast tests: `./test.sh -m twin tests/test_twin.py` (as root).
 """
 
 from __future__ import annotations

@@ -274,13 +274,14 @@ def _write_root_image(root: Path, target: Path) -> None:
     log("writing the installed root's filesystem image")
     # whole 4 KiB blocks per file and directory, as on the filesystem
     used = sum(-(-path.lstat().st_size // 4096) * 4096 + 4096 for path in root.rglob("*"))
-    # room for what the installed system writes before the installer grows it (xfs: 300 MiB at least)
-    size = max(300 * 1024**2, (used * 11 // 10 + 96 * 1024**2) // 1024**2 * 1024**2)
+    # room for XFS's log and what the first boot writes before the installer grows it (300 MiB at least)
+    size = max(300 * 1024**2, (used + 48 * 1024**2) // 1024**2 * 1024**2)
     scratch = root / "tmp/twin-root.img"
     with open(scratch, "wb") as handle:
         handle.truncate(size)
     # the root's own mkfs.xfs: a filesystem the twin's kernel is sure to mount
-    _run(["chroot", os.fspath(root), "mkfs.xfs", "-q", "-L", "root", "/tmp/twin-root.img"])
+    # two allocation groups (the least mkfs.xfs allows): fewer places to spread the files over
+    _run(["chroot", os.fspath(root), "mkfs.xfs", "-q", "-L", "root", "-d", "agcount=2", "/tmp/twin-root.img"])
     scratch.rename(target)
     with tempfile.TemporaryDirectory(prefix="twin-root-") as mountpoint:
         _run(["mount", "-o", "loop", os.fspath(target), mountpoint])
