@@ -20,8 +20,8 @@ def test_templates_render_what_they_rendered_before() -> None:
         assert rendered[name] == text, name
 
 
-def test_one_evaluation_renders_the_same_documents() -> None:
-    """render_cluster (every node, one jsonnet evaluation) gives what the one-at-a-time renders give."""
+def test_render_cluster_gives_each_node_its_documents() -> None:
+    """render_cluster (what the render task writes) gives every node, and the cluster ISO, its own."""
     from tests.render_cases import AGENT_TOKEN, CLUSTER_ID, TOKEN, cases
 
     golden = json.loads((REPO / "tests" / "data" / "render-golden.json").read_text())
