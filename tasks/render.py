@@ -43,8 +43,8 @@ class _ButaneDumper(yaml.SafeDumper):  # type: ignore[misc]  # PyYAML ships no t
 
 
 # libyaml's emitter, when PyYAML has it, is ten times faster and writes the same text for printable
-# ASCII (tests/test_render_output.py); it quotes some other characters differently, so a document
-# holding any is left to the Python emitter.
+# ASCII and tabs (tests/test_render_output.py); it quotes some other characters differently, so a
+# document holding any is left to the Python emitter.
 class _FastButaneDumper(getattr(yaml, "CSafeDumper", yaml.SafeDumper)):  # type: ignore[misc]
     pass
 
@@ -52,7 +52,7 @@ class _FastButaneDumper(getattr(yaml, "CSafeDumper", yaml.SafeDumper)):  # type:
 def _printable_ascii(value: object) -> bool:
     if isinstance(value, str):
         # "|+" blocks (text ending in blank lines) get a "..." end marker from libyaml
-        return value.isascii() and value.replace("\n", "").isprintable() \
+        return value.isascii() and value.replace("\n", "").replace("\t", "").isprintable() \
             and not value.endswith("\n\n") and value != "\n"
     if isinstance(value, dict):
         return all(_printable_ascii(k) and _printable_ascii(v) for k, v in value.items())

@@ -64,7 +64,8 @@ def test_libyaml_emits_what_the_python_emitter_emits() -> None:
                "emoji \U0001f600\n", "ends\n\n", "ends\n\n\n", "  indented\n  block\n", "x\n  \n", "---\n",
                "...\n", "a: b\nc: d\n",
                "{json: 1}", "[1, 2]", "*alias", "&anchor", "!tag", "%directive", "@at", "`tick`", "? q", "| pipe",
-               "> gt", "line\n# comment\n", "trail\t\n", "no newline at end\nsecond"]
+               "> gt", "line\n# comment\n", "trail\t\n", "no newline at end\nsecond", "\t", "\tlead",
+               "a\t#b", "x:\ty", "[\t]", "- \t", "in\n\tdented\n", "\t\n\n"]
     for text in awkward:
         document = {"variant": "fcos", "strings": [text], "nested": [{"inline": text}], "numbers": [0, 1.5, None]}
         expected = yaml.dump(document, Dumper=PythonDumper, sort_keys=False, allow_unicode=True, width=1 << 30,
