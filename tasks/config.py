@@ -279,13 +279,19 @@ def default_of(schema: type, name: str) -> Any:
     return None
 
 
+@functools.cache
+def _type_hints(schema: type) -> dict[str, Any]:
+    """typing.get_type_hints, once per class: it evaluates every annotation's text each time."""
+    return typing.get_type_hints(schema)
+
+
 def json_kind(schema: type, name: str) -> type:
     """The JSON type a field takes in the file, from its annotation: str, int, list or dict."""
     spec = {f.name: f for f in dataclasses.fields(schema)}[name]
     if "json" in spec.metadata:
         kind: type = spec.metadata["json"]
         return kind
-    hint = typing.get_type_hints(schema)[name]
+    hint = _type_hints(schema)[name]
     options = [option for option in typing.get_args(hint) if option is not type(None)] \
         if isinstance(hint, types.UnionType) else [hint]
     origin = typing.get_origin(options[0]) or options[0]
