@@ -1,16 +1,5 @@
 // Shared helpers for the two templates: node lookup, Butane building blocks, k3s config.yaml.
 
-// The replacements std.escapeStringJson makes, backslash first: \uXXXX for the code points below 32
-// and from 127 to 159 that have no short escape. Outside the object, so it is built once per
-// evaluation (an object's locals are evaluated again at every use of a field).
-local hex = '0123456789abcdef';
-local jsonEscapes = [['\\', '\\\\'], ['"', '\\"'], ['\b', '\\b'], ['\f', '\\f'], ['\n', '\\n'],
-                     ['\r', '\\r'], ['\t', '\\t']] + [
-  [std.char(cp), '\\u00' + hex[cp >> 4] + hex[cp & 15]]
-  for cp in std.range(0, 31) + std.range(127, 159)
-  if cp != 8 && cp != 9 && cp != 10 && cp != 12 && cp != 13
-];
-
 {
   // Stamps and the data-safety marker all live here on the installed system (persistent /var).
   stateDir: '/var/lib/k3s-autoinstall',
@@ -113,7 +102,8 @@ local jsonEscapes = [['\\', '\\\\'], ['"', '\\"'], ['\b', '\\b'], ['\f', '\\f'],
   // lists as block sequences. Hand-written because std.manifestYamlDoc with quote_keys=false
   // costs a quarter of a second per document, the largest part of a rebuild after a key change.
   yaml(obj)::
-    local scalar(value) = if std.isString(value) then $.jsonString(value) else std.manifestJsonMinified(value);
+    local scalar(value) = if std.isString(value) then std.escapeStringJson(value)
+                          else std.manifestJsonMinified(value);
     std.join('', [
       if std.isArray(obj[key]) && std.length(obj[key]) > 0 then
         key + ':\n' + std.join('', ['- ' + scalar(item) + '\n' for item in obj[key]])
@@ -121,15 +111,12 @@ local jsonEscapes = [['\\', '\\\\'], ['"', '\\"'], ['\b', '\\b'], ['\f', '\\f'],
       for key in std.objectFields(obj)
     ]),
 
-  // Speed: std.format, std.findSubstr and std.escapeStringJson are interpreted a character at a time
-  // (std.format about 40 µs per character of the result); std.split, std.splitLimit and
-  // std.strReplace are native. These helpers give the same strings with the native ones.
+  // Speed: std.format and std.findSubstr are written in jsonnet and go a character at a time (in
+  // go-jsonnet too: std.format for fill makes a render four times slower); std.split, std.splitLimit,
+  // std.strReplace and std.escapeStringJson are native. These helpers give the same strings with them.
 
   // Whether text contains part (std.length(std.findSubstr(part, text)) > 0).
   contains(text, part):: std.strReplace(text, part, '') != text,
-
-  // std.escapeStringJson(s) (what std.manifestJsonMinified makes of a string), with native strReplace.
-  jsonString(s):: '"' + std.foldl(function(text, e) std.strReplace(text, e[0], e[1]), jsonEscapes, s) + '"',
 
   // std.format's %(name)s: text % values, for named string fields, in one pass.
   fill(text, values)::

@@ -279,13 +279,19 @@ def default_of(schema: type, name: str) -> Any:
     return None
 
 
+@functools.cache
+def _type_hints(schema: type) -> dict[str, Any]:
+    """typing.get_type_hints, once per class: it evaluates every annotation's text each time."""
+    return typing.get_type_hints(schema)
+
+
 def json_kind(schema: type, name: str) -> type:
     """The JSON type a field takes in the file, from its annotation: str, int, list or dict."""
     spec = {f.name: f for f in dataclasses.fields(schema)}[name]
     if "json" in spec.metadata:
         kind: type = spec.metadata["json"]
         return kind
-    hint = typing.get_type_hints(schema)[name]
+    hint = _type_hints(schema)[name]
     options = [option for option in typing.get_args(hint) if option is not type(None)] \
         if isinstance(hint, types.UnionType) else [hint]
     origin = typing.get_origin(options[0]) or options[0]
@@ -601,26 +607,33 @@ def read_text(path: Path) -> str:
 
 def evaluate_jsonnet(path: Path) -> object:
     """Evaluate the config file; a jsonnet error becomes one line with file:line."""
-    import _jsonnet  # slow-ish import, only when a config is actually loaded
+    import _gojsonnet  # only when a config is actually loaded
 
     if not path.is_file():
         raise ConfigError(f"{path}: config file not found (select one with `doit config=PATH`)")
     try:
-        return json.loads(_jsonnet.evaluate_file(os.fspath(path)))
+        return json.loads(_gojsonnet.evaluate_file(os.fspath(path)))
     except RuntimeError as error:
         raise ConfigError(jsonnet_error_line(str(error))) from None
 
 
 def jsonnet_error_line(message: str) -> str:
-    """`RUNTIME ERROR: msg\\n\\tfile:3:5-9 ...` → `file:3: msg`: where first, as compilers do."""
+    """go-jsonnet's errors as `file:line: message`, where first as compilers do. A syntax error is
+    `file:3:5-9 message` and a source excerpt; a runtime error is `RUNTIME ERROR: message` and a
+    stack of `file:3:5-9 ...` frames, of which the first outside the standard library (`<std>`)
+    is the template's or config's line that called it."""
     lines = [line.strip() for line in message.strip().splitlines() if line.strip()]
-    head = re.sub(r"^(STATIC|RUNTIME) ERROR:\s*", "", lines[0]) if lines else message
-    location = re.match(r"^(?P<file>[^:\s]+):(?P<line>\d+):[\d:()-]*\s*(?P<rest>.*)$", head)
-    if location:  # static errors put the location first
-        return f"{location['file']}:{location['line']}: {location['rest'] or 'syntax error'}"
+    if not lines:
+        return "jsonnet error (no message)"
+    if not lines[0].startswith("RUNTIME ERROR:"):
+        static = re.match(r"^(?P<file>[^:\s]+):\(?(?P<line>\d+):[\d:()-]*\s*(?P<rest>.*)$", lines[0])
+        if static:
+            return f"{static['file']}:{static['line']}: {static['rest'] or 'syntax error'}"
+        return lines[0]
+    head = lines[0].removeprefix("RUNTIME ERROR:").strip()
     for line in lines[1:]:
         frame = re.match(r"^(?P<file>[^:\s]+):\(?(?P<line>\d+)", line)
-        if frame:
+        if frame and frame["file"] != "<std>":
             return f"{frame['file']}:{frame['line']}: {head}"
     return head
 

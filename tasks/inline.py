@@ -29,7 +29,8 @@ def inline_configs(live_butane: str, nested: Mapping[str, str], *, plain: bool =
                    source: str = "coreos-autoinstall.fcc") -> str:
     """Place each nested Ignition config ({path: text}) as the contents of the storage.files entry
     the live template declared at that path; plain: as a percent-encoded data URL (no gzip)."""
-    document = yaml.safe_load(live_butane)
+    # libyaml's loader when PyYAML has it: the same document, ten times faster than the Python one
+    document = yaml.load(live_butane, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     files = (document.get("storage") or {}).get("files") or [] if isinstance(document, dict) else []
     for path, text in nested.items():
         entries = [entry for entry in files if isinstance(entry, dict) and entry.get("path") == path]

@@ -43,8 +43,8 @@ class _ButaneDumper(yaml.SafeDumper):  # type: ignore[misc]  # PyYAML ships no t
 
 
 # libyaml's emitter, when PyYAML has it, is ten times faster and writes the same text for printable
-# ASCII (tests/test_render_output.py); it quotes some other characters differently, so a document
-# holding any is left to the Python emitter.
+# ASCII and tabs (tests/test_render_output.py); it quotes some other characters differently, so a
+# document holding any is left to the Python emitter.
 class _FastButaneDumper(getattr(yaml, "CSafeDumper", yaml.SafeDumper)):  # type: ignore[misc]
     pass
 
@@ -52,8 +52,8 @@ class _FastButaneDumper(getattr(yaml, "CSafeDumper", yaml.SafeDumper)):  # type:
 def _printable_ascii(value: object) -> bool:
     if isinstance(value, str):
         # "|+" blocks (text ending in blank lines) get a "..." end marker from libyaml
-        return value.isascii() and value.replace("\n", "").isprintable() and not value.endswith("\n\n") \
-            and value != "\n"
+        return value.isascii() and value.replace("\n", "").replace("\t", "").isprintable() \
+            and not value.endswith("\n\n") and value != "\n"
     if isinstance(value, dict):
         return all(_printable_ascii(k) and _printable_ascii(v) for k, v in value.items())
     if isinstance(value, list):
@@ -117,10 +117,10 @@ def render_butane(template: Path, cluster: dict[str, Any], node: str | None,
                   tla_vars: dict[str, str] | None = None) -> str:
     """Evaluate one template for one node (None: the cluster's live system); a jsonnet error becomes
     file:line: message."""
-    import _jsonnet
+    import _gojsonnet  # go-jsonnet: the C++ binding parses its standard library on every evaluation
 
     try:
-        evaluated = _jsonnet.evaluate_file(
+        evaluated = _gojsonnet.evaluate_file(
             os.fspath(template), jpathdir=os.fspath(template.parent),
             tla_codes={"cluster": json.dumps(cluster), "node": json.dumps(node)}, tla_vars=tla_vars or {})
     except RuntimeError as error:
@@ -145,32 +145,6 @@ def render_documents(cluster: dict[str, Any], node: str, token: str, agent_token
     return render_installed(cluster, node, node_tokens(role, token, agent_token), cid), render_live(cluster, node, cid)
 
 
-# Every document of the cluster in one evaluation, from one source text: the C++ jsonnet pays its
-# standard library's start-up once per evaluation and again for every file it imports (tens of ms
-# each), so the templates and k3s.libsonnet are put together here instead of imported.
-LIBRARY = JSONNET_DIR / "k3s.libsonnet"
-LIBRARY_IMPORT = "local k = import 'k3s.libsonnet';"
-RENDER_ALL = """
-function(cluster, tokens, cluster_id, per_node)
-  {
-    installed: { [n.name]: installed(cluster, n.name, tokens[n.name].token, tokens[n.name].agent_token, cluster_id)
-                 for n in cluster.nodes },
-    live: if per_node then { [n.name]: live(cluster, n.name, cluster_id) for n in cluster.nodes }
-          else { '': live(cluster, null, cluster_id) },
-  }
-"""
-
-
-def combined_source(installed: str, live: str, library: str) -> str | None:
-    """One jsonnet text holding the library, both templates and RENDER_ALL; None when a template does
-    not import the library the one expected way."""
-    if installed.count(LIBRARY_IMPORT) != 1 or live.count(LIBRARY_IMPORT) != 1:
-        return None
-    return (f"local k = (\n{library}\n);\n"
-            f"local installed = (\n{installed.replace(LIBRARY_IMPORT, '')}\n);\n"
-            f"local live = (\n{live.replace(LIBRARY_IMPORT, '')}\n);\n" + RENDER_ALL)
-
-
 @dataclass(frozen=True)
 class RenderedCluster:
     installed: dict[str, str]  # node → Butane of its installed system
@@ -179,36 +153,13 @@ class RenderedCluster:
 
 def render_cluster(cluster: dict[str, Any], token: str, agent_token: str, per_node: bool,
                    cluster_id_value: str | None = None) -> RenderedCluster:
-    """Every Butane document of the cluster, from one jsonnet evaluation; the same text as
-    render_installed and render_live give one at a time (which also report any template error:
-    their file:line, not the combined text's)."""
-    import _jsonnet
-
+    """Every Butane document of the cluster, one template evaluation each (go-jsonnet starts in well
+    under a millisecond, so one evaluation per document costs no more than one for them all)."""
     cid = cluster_id_value or cluster_id(token)
-    source = combined_source(INSTALLED_TEMPLATE.read_text(), LIVE_TEMPLATE.read_text(), LIBRARY.read_text())
-    tokens = {n["name"]: node_tokens(n["role"], token, agent_token) for n in cluster["nodes"]}
-    try:
-        if source is None:
-            raise RuntimeError("templates not in the expected shape")
-        evaluated = _jsonnet.evaluate_snippet(
-            os.fspath(JSONNET_DIR / "render-all.jsonnet"), source, jpathdir=os.fspath(JSONNET_DIR),
-            tla_codes={"cluster": json.dumps(cluster), "tokens": json.dumps(tokens, ensure_ascii=False),
-                       "per_node": json.dumps(per_node)},
-            tla_vars={"cluster_id": cid})
-    except RuntimeError:
-        return render_one_by_one(cluster, tokens, per_node, cid)
-    documents = json.loads(evaluated)
-    return RenderedCluster({name: to_butane_yaml(doc) for name, doc in documents["installed"].items()},
-                           {name: to_butane_yaml(doc) for name, doc in documents["live"].items()})
-
-
-def render_one_by_one(cluster: dict[str, Any], tokens: dict[str, dict[str, str]], per_node: bool,
-                      cid: str) -> RenderedCluster:
-    nodes = [n["name"] for n in cluster["nodes"]]
-    installed = {n: render_installed(cluster, n, tokens[n], cid) for n in nodes}
-    live = {n: render_live(cluster, n, cid) for n in (nodes if per_node else [])}
-    if not per_node:
-        live[""] = render_live(cluster, None, cid)
+    nodes = {n["name"]: node_tokens(n["role"], token, agent_token) for n in cluster["nodes"]}
+    installed = {name: render_installed(cluster, name, tokens, cid) for name, tokens in nodes.items()}
+    live = {name: render_live(cluster, name, cid) for name in nodes} if per_node \
+        else {"": render_live(cluster, None, cid)}
     return RenderedCluster(installed, live)
 
 

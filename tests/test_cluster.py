@@ -25,10 +25,10 @@ NESTED = "/home/core/k3s-autoinstall.ign"
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Project]:
-    import _jsonnet
+    import _gojsonnet
 
     require_tool("gpg", "gpgv", "ssh-keygen")
-    example = json.loads(_jsonnet.evaluate_file(os.fspath(EXAMPLE)))
+    example = json.loads(_gojsonnet.evaluate_file(os.fspath(EXAMPLE)))
     with Mirror(tmp_path_factory.mktemp("mirror")) as mirror:
         project = Project.create(tmp_path_factory.mktemp("cluster") / "checkout", mirror,
                                  nodes=example["nodes"], k3s=example["k3s"])

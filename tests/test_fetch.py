@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -30,7 +31,7 @@ from tasks.fetch import (
 )
 from tests.fcos_site import FILES, ISO_SIZE, NEWER, POLICY, RELEASE, Site, one_line_error
 from tests.mirror import Mirror, publish_fcos
-from tests.tools import sha256_file, shared_dir
+from tests.tools import REPO, sha256_file, shared_dir
 
 
 def iso_gets(site: Site) -> list[tuple[str, str, str | None]]:
@@ -171,6 +172,13 @@ def test_fetch_is_offline_once_downloaded(site: Site) -> None:
     site.mirror.stop()
     fetched = site.fetch()  # e.g. after a config slice change: nothing to download
     assert fetched.release == RELEASE
+
+
+def test_loading_the_tasks_does_not_import_the_http_client() -> None:
+    """Every doit command imports dodo.py; only fetch needs requests (about 80 ms to import)."""
+    check = "import sys, dodo; print(sorted(m for m in ('requests', 'urllib3') if m in sys.modules))"
+    done = subprocess.run([sys.executable, "-c", check], cwd=REPO, capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
 
 
 # --- bad input: one line, non-zero, nothing unverified where the build looks -----------------------------

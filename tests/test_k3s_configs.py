@@ -47,9 +47,9 @@ def fake_ssh_key(comment: str) -> config.SshKey:
 
 @functools.cache
 def cluster_config(example: Path = EXAMPLE) -> config.Config:
-    import _jsonnet
+    import _gojsonnet
 
-    raw = json.loads(_jsonnet.evaluate_file(os.fspath(example)))
+    raw = json.loads(_gojsonnet.evaluate_file(os.fspath(example)))
     return config.parse(raw, os.fspath(example), ssh_keys=(fake_ssh_key("admin@example"),),
                         read_file=lambda path: f"# manifest {path}\napiVersion: v1\nkind: Namespace\n")
 

@@ -20,8 +20,8 @@ def test_templates_render_what_they_rendered_before() -> None:
         assert rendered[name] == text, name
 
 
-def test_one_evaluation_renders_the_same_documents() -> None:
-    """render_cluster (every node, one jsonnet evaluation) gives what the one-at-a-time renders give."""
+def test_render_cluster_gives_each_node_its_documents() -> None:
+    """render_cluster (what the render task writes) gives every node, and the cluster ISO, its own."""
     from tests.render_cases import AGENT_TOKEN, CLUSTER_ID, TOKEN, cases
 
     golden = json.loads((REPO / "tests" / "data" / "render-golden.json").read_text())
@@ -64,7 +64,8 @@ def test_libyaml_emits_what_the_python_emitter_emits() -> None:
                "emoji \U0001f600\n", "ends\n\n", "ends\n\n\n", "  indented\n  block\n", "x\n  \n", "---\n",
                "...\n", "a: b\nc: d\n",
                "{json: 1}", "[1, 2]", "*alias", "&anchor", "!tag", "%directive", "@at", "`tick`", "? q", "| pipe",
-               "> gt", "line\n# comment\n", "trail\t\n", "no newline at end\nsecond"]
+               "> gt", "line\n# comment\n", "trail\t\n", "no newline at end\nsecond", "\t", "\tlead",
+               "a\t#b", "x:\ty", "[\t]", "- \t", "in\n\tdented\n", "\t\n\n"]
     for text in awkward:
         document = {"variant": "fcos", "strings": [text], "nested": [{"inline": text}], "numbers": [0, 1.5, None]}
         expected = yaml.dump(document, Dumper=PythonDumper, sort_keys=False, allow_unicode=True, width=1 << 30,
