@@ -186,9 +186,9 @@ class Node:
 
 
 def follow(nodes: list[Node], first_server: str, scale: float, poll: float = 1.0,
-           on_running: Callable[[], None] = lambda: None) -> None:
+           on_milestone: Callable[[str], None] = lambda name: None) -> None:
     """Print milestones as the consoles show them; raise on the first stall or an early QEMU exit.
-    `on_running` is called each time a node reaches "k3s running" (its busy part is over)."""
+    `on_milestone` is called with each milestone's name as a node reaches it."""
     names = {node.name for node in nodes}
     first = next(node for node in nodes if node.name == first_server)
     ready_seen: set[str] = set()
@@ -205,8 +205,7 @@ def follow(nodes: list[Node], first_server: str, scale: float, poll: float = 1.0
                     break
                 log(f"smoke: {node.name}: {milestone.name} ({time.monotonic() - node.since:.0f} s)")
                 node.reached, node.position, node.since = node.reached + 1, end, time.monotonic()
-                if milestone.name == "k3s running":
-                    on_running()
+                on_milestone(milestone.name)
             if node.reached < len(MILESTONES):
                 milestone = MILESTONES[node.reached]
                 if time.monotonic() - node.since > milestone.timeout * scale:
@@ -247,12 +246,29 @@ def power_off(nodes: list[Node], limit: float) -> None:
 
 
 def press_power_button(monitor: Path) -> None:
+    monitor_command(monitor, "system_powerdown")
+
+
+def monitor_command(monitor: Path, command: str, timeout: float = 10) -> str:
+    """Run one command on a QEMU human monitor socket and return its output. It waits for the prompt
+    that follows the command: a client that hangs up while QEMU still echoes its input can lose the
+    command. (QEMU ending meanwhile, as a power-off may, ends the wait too.)"""
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-        sock.settimeout(10)
+        sock.settimeout(timeout)
         sock.connect(os.fspath(monitor))
-        sock.recv(4096)  # the monitor's banner
-        sock.sendall(b"system_powerdown\n")
-        sock.recv(4096)
+        _read_to_prompt(sock)  # the banner
+        sock.sendall(command.encode() + b"\n")
+        return _read_to_prompt(sock).decode(errors="replace")
+
+
+def _read_to_prompt(sock: socket.socket) -> bytes:
+    received = b""
+    while not received.endswith(b"(qemu) "):
+        chunk = sock.recv(4096)
+        if not chunk:
+            break
+        received += chunk
+    return received
 
 
 def _stage(node: Node) -> str:
@@ -286,8 +302,8 @@ def run_smoke(rows: list[tuple[str, str, Path]], first_server: str) -> None:
     nodes = [Node(name, role, iso) for name, role, iso in rows]
     keep_disks = os.environ.get("K3S_SMOKE_KEEP_DISKS") == "1"
     # Under TCG, more VMs than cores each run several times slower (measured: a fifth of the speed
-    # for a little over a third of a core), so at most one VM per core boots at a time; the others
-    # start as nodes reach "k3s running", from then on mostly idle.
+    # for a little over a third of a core), so at most one VM per core starts at once; each further
+    # one starts when a running node has layered (its live install and first boot are behind it).
     cores = os.cpu_count() or 1
     at_once = len(nodes) if kvm else min(len(nodes), cores)
     cpus = 2 if kvm else max(1, min(2, cores // at_once))
@@ -326,10 +342,10 @@ def run_smoke(rows: list[tuple[str, str, Path]], first_server: str) -> None:
             node.disk.unlink(missing_ok=True)
             node.pending = index >= at_once
             if node.pending:
-                log(f"smoke: {node.name}: starts once a node reaches 'k3s running' (TCG: one booting VM per core)")
+                log(f"smoke: {node.name}: starts once another node has layered (TCG: one VM per core at first)")
             else:
                 boot(index)
-        follow(nodes, first_server, scale, on_running=boot_next)
+        follow(nodes, first_server, scale, on_milestone=lambda name: boot_next() if name == "layered" else None)
         log(f"smoke: every node is Ready ({', '.join(node.name for node in nodes)}); pressing the power buttons")
         power_off(nodes, POWER_OFF_SECONDS * scale)
         if keep_disks:

@@ -58,6 +58,26 @@ def test_a_stalled_stage_is_one_line_naming_it_and_the_log(tmp_path: Path, stall
     assert "\n" not in message and f"read {tmp_path}" in message
 
 
+def test_a_waiting_node_is_not_timed_until_it_starts(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Under TCG smoke starts a further VM only once a running node has layered: until then that node
+    is neither followed nor timed."""
+    nodes = nodes_with_consoles(tmp_path, len(CONSOLE))
+    nodes[1].pending = True
+    with nodes[0].console.open("a") as console:
+        console.write("report-cluster-nodes: nodes Ready (2 of 2): a1 s1\n")
+    seen: list[str] = []
+
+    def start_the_next(name: str) -> None:
+        seen.append(name)
+        if name == "layered":
+            nodes[1].pending = False
+
+    smoke.follow(nodes, "s1", scale=0.01, poll=0.01, on_milestone=start_the_next)
+    assert seen[:len(CONSOLE)] == list(CONSOLE)  # s1's, in order; a1 starts after s1 layered
+    a1_first = next(line for line in capsys.readouterr().err.splitlines() if "smoke: a1:" in line)
+    assert "live system up" in a1_first
+
+
 def test_ready_nodes_are_the_last_report() -> None:
     assert smoke.ready_nodes("report-cluster-nodes: nodes Ready (1 of 2): a\n"
                              "report-cluster-nodes: nodes Ready (2 of 2): a b\n") == {"a", "b"}

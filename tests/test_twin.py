@@ -25,7 +25,6 @@ import contextlib
 import os
 import re
 import shutil
-import socket
 import stat
 import subprocess
 import tempfile
@@ -37,6 +36,7 @@ from pathlib import Path
 
 import pytest
 
+from tasks.smoke import monitor_command
 from tests.mirror import Mirror
 from tests.pipeline_project import Project
 from tests.tools import IN_CI, require_root, require_tool
@@ -164,25 +164,16 @@ def cut_the_uplink_during_layering(smoke_dir: Path, monitors: Path, outcome: Out
     log, monitor = smoke_dir / f"{AGENT}.log", monitors / f"{AGENT}.monitor"
     try:
         installed = watch(log, rf"k3s-autoinstall: installed node {AGENT}", LIVE_INSTALL_S * 2)
-        qemu_monitor(monitor, "set_link uplink off")
+        monitor_command(monitor, "set_link uplink off")
         watch(log, r"run-k3s-prereq-installer: .*fail", LAYERING_S, after=installed)
         outcome.facts["down_until"] = time.time()
         time.sleep(5)
         outcome.facts["layered_while_down"] = "layered k3s-selinux" in log.read_text(errors="replace")[installed:]
-        qemu_monitor(monitor, "set_link uplink on")
+        monitor_command(monitor, "set_link uplink on")
     except BaseException as error:  # noqa: BLE001 - reported by test_6
         outcome.error = error
         with contextlib.suppress(OSError):
-            qemu_monitor(monitor, "set_link uplink on")
-
-
-def qemu_monitor(path: Path, command: str) -> None:
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-        sock.settimeout(10)
-        sock.connect(os.fspath(path))
-        sock.recv(4096)
-        sock.sendall(command.encode() + b"\n")
-        sock.recv(4096)
+            monitor_command(monitor, "set_link uplink on")
 
 
 def side_by_side(scenarios: dict[str, Callable[[Outcome], None]]) -> dict[str, Outcome]:

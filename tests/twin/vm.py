@@ -202,13 +202,9 @@ class Machine:
 
     def monitor(self, command: str) -> str:
         """One human-monitor command (set_link uplink off, system_powerdown...)."""
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-            sock.settimeout(5)
-            sock.connect(os.fspath(self.workdir / f"{self.name}.monitor"))
-            sock.recv(4096)  # banner
-            sock.sendall(command.encode() + b"\n")
-            time.sleep(0.3)
-            return sock.recv(4096).decode(errors="replace")
+        from tasks.smoke import monitor_command
+
+        return monitor_command(self.workdir / f"{self.name}.monitor", command)
 
     def kill(self) -> None:
         if self._proc is not None and self._proc.poll() is None:
