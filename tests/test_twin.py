@@ -72,10 +72,16 @@ def _selected(request: pytest.FixtureRequest) -> None:
 
 
 @pytest.fixture(scope="module", autouse=True)
-def _report_timings() -> Iterator[None]:
+def _report_timings(request: pytest.FixtureRequest) -> Iterator[None]:
+    """The wall time of each part, on the terminal (CI's log) even when the tests pass."""
     yield
     if TIMINGS:
-        print("\ntwin wall times: " + ", ".join(f"{name} {seconds:.0f} s" for name, seconds in TIMINGS.items()))
+        reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+        line = "twin wall times: " + ", ".join(f"{name} {seconds:.0f} s" for name, seconds in TIMINGS.items())
+        if reporter is not None:
+            reporter.write_line("\n" + line)
+        else:
+            print(line)
 
 
 @pytest.fixture(scope="module")
