@@ -235,14 +235,18 @@ def power_off(nodes: list[Node], limit: float) -> None:
     pressed = time.monotonic()
     for node in nodes:
         press_power_button(node.monitor)
-    for node in nodes:
-        assert node.process is not None
-        try:
-            node.process.wait(max(0.0, limit - (time.monotonic() - pressed)))
-        except subprocess.TimeoutExpired:
+    running = list(nodes)
+    while running:  # each VM's own time, whichever ends first
+        for node in list(running):
+            assert node.process is not None
+            if node.process.poll() is not None:
+                log(f"smoke: {node.name}: powered off ({time.monotonic() - pressed:.0f} s after the power button)")
+                running.remove(node)
+        if running and time.monotonic() - pressed > limit:
+            node = running[0]
             raise BuildError(f"smoke: {node.name}: stage 'power-off' stalled: still running {limit:.0f} s after "
-                             "the power button (a unit waiting on itself?)", hint=f"read {node.console}") from None
-        log(f"smoke: {node.name}: powered off ({time.monotonic() - pressed:.0f} s after the power button)")
+                             "the power button (a unit waiting on itself?)", hint=f"read {node.console}")
+        time.sleep(0.2)
 
 
 def press_power_button(monitor: Path) -> None:
