@@ -298,7 +298,7 @@ def _attempt(session: requests.Session, url: str, part: Path, state: _PartState,
             chunks = body_chunks(response)
             first = next(chunks, b"")
             refuse_html(first, response.headers.get("Content-Type", ""), url=url, what=what)
-            with part.open("ab") as file, _progress(what, total, state.size, progress) as advance:
+            with open_part(part) as file, _progress(what, total, state.size, progress) as advance:
                 _write(file, first, state, part)
                 advance(len(first))
                 for chunk in chunks:
@@ -324,9 +324,17 @@ def body_chunks(response: requests.Response) -> Iterator[bytes]:
         yield chunk
 
 
+def open_part(part: Path) -> IO[bytes]:
+    """The part, for appending, unbuffered: a full disk fails the write that hit it (one clear error),
+    not a later flush when the file is closed."""
+    return part.open("ab", buffering=0)
+
+
 def _write(file: IO[bytes], chunk: bytes, state: _PartState, part: Path) -> None:
     try:
-        file.write(chunk)
+        view = memoryview(chunk)
+        while view:  # an unbuffered write may take only part of the chunk
+            view = view[file.write(view) or 0:]
     except OSError as error:
         if state.tee is not None:  # the part may hold less than was fed: no resumable verdict
             state.tee.abandon()
@@ -379,7 +387,7 @@ def _copy_local(path: Path, part: Path, *, what: str, progress: bool | None, tee
         source.seek(state.size)
         first = source.read(CHUNK)
         refuse_html(first, "", url=path.as_uri(), what=what)
-        with part.open("ab") as file, _progress(what, total, state.size, progress) as advance:
+        with open_part(part) as file, _progress(what, total, state.size, progress) as advance:
             chunk = first
             while chunk:
                 _write(file, chunk, state, part)

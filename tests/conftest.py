@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,6 +13,13 @@ from tests.fcos_site import ISO_SIZE, Site, fcos_for
 from tests.mirror import Mirror, publish_fcos
 from tests.signing import SigningKey
 from tests.synthetic_iso import build_fcos_iso
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Run from a background job (`bash .ci/run &`, nohup), the tests inherit an ignored SIGINT, and so
+    # would every doit and boot script they start: the Ctrl-C tests would then test nothing but a hang.
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(scope="session")
