@@ -76,12 +76,15 @@ def _report_timings(request: pytest.FixtureRequest) -> Iterator[None]:
     """The wall time of each part, on the terminal (CI's log) even when the tests pass."""
     yield
     if TIMINGS:
-        reporter = request.config.pluginmanager.get_plugin("terminalreporter")
         line = "twin wall times: " + ", ".join(f"{name} {seconds:.0f} s" for name, seconds in TIMINGS.items())
-        if reporter is not None:
-            reporter.write_line("\n" + line)
-        else:
-            print(line)
+        # A module fixture's teardown runs under the last test's output capture: step out of it.
+        capture = request.config.pluginmanager.get_plugin("capturemanager")
+        reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+        with capture.global_and_fixture_disabled() if capture else contextlib.nullcontext():
+            if reporter is not None:
+                reporter.write_line("\n" + line)
+            else:
+                print(line)
 
 
 @pytest.fixture(scope="module")
