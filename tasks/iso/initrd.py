@@ -4,6 +4,7 @@ CRC32 check), and read back from gzip, xz or plain, possibly concatenated."""
 from __future__ import annotations
 
 import lzma
+import re
 import stat
 import zlib
 
@@ -96,15 +97,18 @@ def _decompress_stream(data: bytes, position: int) -> tuple[bytes, int] | None:
     return plain, len(data) - len(decompressor.unused_data)
 
 
+NOT_PADDING = re.compile(rb"[^\0]")
+
+
 def decode_initrd(data: bytes) -> dict[str, bytes]:
     """Members of a (possibly concatenated, gzip/xz/plain) newc initrd; later duplicates win."""
     members: dict[str, bytes] = {}
     position = 0
     while True:
-        while position < len(data) and data[position] == 0:
-            position += 1
-        if position >= len(data):
+        data_left = NOT_PADDING.search(data, position)  # the area is mostly zeros: no byte-by-byte loop
+        if data_left is None:
             return members
+        position = data_left.start()
         stream = _decompress_stream(data, position)
         if stream is None:
             position = _parse_cpio(data, position, members)
