@@ -119,15 +119,21 @@ class Translator:
         return obj
 
     # ------------------------------------------------------------ custom parts
+    def _read_local(self, local: str, where: Path) -> bytes | None:
+        """A files-dir file's bytes; None when it cannot be read, the error reported at `where`."""
+        try:
+            return read_local_file(local, self.files_dir)
+        except LocalFileError as exc:
+            self.report.error(where, str(exc))
+            return None
+
     def _finish_Resource(self, value: dict[str, Any], obj: Obj, ypath: Path) -> None:
         data: bytes | None = None
         where: Path = ypath
         if "local" in value:
             where = ypath + ("local",)
-            try:
-                data = read_local_file(value["local"], self.files_dir)
-            except LocalFileError as exc:
-                self.report.error(where, str(exc))
+            data = self._read_local(value["local"], where)
+            if data is None:
                 return
         if "inline" in value:
             where = ypath + ("inline",)
@@ -144,10 +150,8 @@ class Translator:
     def _finish_Unit(self, value: dict[str, Any], obj: Obj, ypath: Path) -> None:
         if value.get("contents_local"):
             where = ypath + ("contents_local",)
-            try:
-                data = read_local_file(value["contents_local"], self.files_dir)
-            except LocalFileError as exc:
-                self.report.error(where, str(exc))
+            data = self._read_local(value["contents_local"], where)
+            if data is None:
                 return
             obj.put("contents", data.decode("utf-8", errors="replace"), where)
 
@@ -163,10 +167,8 @@ class Translator:
             return
         keys = list(obj.get("sshAuthorizedKeys", []))
         for index, name in enumerate(local_files):
-            try:
-                data = read_local_file(name, self.files_dir)
-            except LocalFileError as exc:
-                self.report.error(where + (index,), str(exc))
+            data = self._read_local(name, where + (index,))
+            if data is None:
                 continue
             keys.extend(line for line in re.split(r"\r?\n", data.decode("utf-8", errors="replace")) if line)
         obj.put("sshAuthorizedKeys", keys, where)
@@ -221,11 +223,10 @@ class Translator:
             where = ypath
             if quadlet.get("contents_local"):
                 where = ypath + ("contents_local",)
-                try:
-                    data = read_local_file(quadlet["contents_local"], self.files_dir)
-                except LocalFileError as exc:
-                    self.report.error(where, str(exc))
+                local = self._read_local(quadlet["contents_local"], where)
+                if local is None:
                     continue
+                data = local
             if quadlet.get("contents"):
                 where = ypath + ("contents",)
                 data = quadlet["contents"].encode("utf-8")
