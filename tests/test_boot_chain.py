@@ -7,51 +7,22 @@ on the serial console and powers off, followed by the raw embed area cut out of 
 
 from __future__ import annotations
 
-import glob
 import hashlib
 import re
-import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
 
 from tasks import iso
+from tests import vm
 from tests.synthetic_iso import build_fcos_iso
-from tests.tools import require_tool
 
-INIT_SCRIPT = b"""#!/bin/busybox sh
-/bin/busybox echo "CONFIG-SHA256: $(/bin/busybox sha256sum /config.ign)"
-/bin/busybox poweroff -f
-"""
-
-
-def _newc_entry(ino: int, name: str, mode: int, data: bytes) -> bytes:
-    encoded = name.encode() + b"\0"
-    fields = (ino, mode, 0, 0, 1, 0, len(data), 0, 0, 0, 0, len(encoded), 0)
-    header = b"070701" + b"".join(b"%08x" % value for value in fields)
-    return header + encoded + b"\0" * (-(110 + len(encoded)) % 4) + data + b"\0" * (-len(data) % 4)
-
-
-def busybox_initramfs(busybox: Path) -> bytes:
-    """An uncompressed newc initramfs: /init, /bin/busybox; padded like a bootloader aligns initrds."""
-    archive = (
-        _newc_entry(1, "bin", 0o040755, b"")
-        + _newc_entry(2, "bin/busybox", 0o100755, busybox.read_bytes())
-        + _newc_entry(3, "init", 0o100755, INIT_SCRIPT)
-        + _newc_entry(0, "TRAILER!!!", 0, b"")
-    )
-    return archive + b"\0" * (-len(archive) % 4096)
+PRINT_CONFIG_SHA256 = 'echo "CONFIG-SHA256: $(sha256sum /config.ign)"'
 
 
 @pytest.mark.slow
 def test_kernel_unpacks_embedded_config(tmp_path: Path) -> None:
-    require_tool("qemu-system-x86_64")
-    kernels = sorted(glob.glob("/boot/vmlinuz-*"))
-    busybox = shutil.which("busybox") or "/bin/busybox"
-    if not kernels or not Path(busybox).exists():
-        pytest.skip("needs a kernel in /boot and busybox-static")
-
+    kernel = vm.host_kernel()
     config = b'{"ignition":{"version":"3.4.0"},"storage":{"files":[{"path":"/etc/hostname"}]}}\n'
     custom = tmp_path / "custom.iso"
     build_fcos_iso(tmp_path / "fcos.iso")
@@ -62,18 +33,8 @@ def test_kernel_unpacks_embedded_config(tmp_path: Path) -> None:
         embed_area = handle.read(area.length)
 
     initrd = tmp_path / "initrd.img"
-    initrd.write_bytes(busybox_initramfs(Path(busybox)) + embed_area)
-    command = [
-        "qemu-system-x86_64", "-accel", "tcg", "-nographic", "-no-reboot", "-m", "256",
-        "-kernel", kernels[-1], "-initrd", str(initrd),
-        "-append", "console=ttyS0 panic=-1 quiet rdinit=/init",
-    ]  # fmt: skip
-    try:
-        result = subprocess.run(command, stdin=subprocess.DEVNULL, capture_output=True, timeout=90)
-    except subprocess.TimeoutExpired as exc:
-        console = (exc.stdout or b"").decode(errors="replace")
-        pytest.fail(f"VM did not power off in time; console:\n{console[-3000:]}")
-    console = result.stdout.decode(errors="replace")
+    initrd.write_bytes(vm.initramfs(vm.busybox_files(PRINT_CONFIG_SHA256)) + embed_area)
+    console = vm.boot(vm.qemu_command(kernel, initrd, ""), timeout=90)
     match = re.search(r"CONFIG-SHA256: ([0-9a-f]{64})", console)
     assert match, f"no checksum on the console:\n{console[-3000:]}"
     assert match.group(1) == hashlib.sha256(config).hexdigest()
