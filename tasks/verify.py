@@ -305,13 +305,18 @@ def widen_pipe(fd: int) -> None:
         fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, PIPE_BYTES)
 
 
+def pinned_record(pinned: tuple[str, ...]) -> list[str]:
+    """The pinned fingerprints as fetch records them and verify compares them: order and case ignored."""
+    return sorted(fp.upper() for fp in pinned)
+
+
 def streamed_record(good: GoodSignature, pinned: tuple[str, ...], signature: bytes, keyring: Path,
                     iso: Path, sha256: str) -> dict[str, Any]:
     """What fetch records about a check made while downloading: enough for verify to see that it
     still applies (same pinned keys, signature, keyring and file) without reading the ISO again."""
     done = iso.stat()
     return {"signer": good.signer, "signing_key": good.signing_key, "digest": good.digest,
-            "pinned": sorted(fp.upper() for fp in pinned), "signature_sha256": hashlib.sha256(signature).hexdigest(),
+            "pinned": pinned_record(pinned), "signature_sha256": hashlib.sha256(signature).hexdigest(),
             "keyring_sha256": sha256_file(keyring), "sha256": sha256, "size": done.st_size,
             "mtime_ns": done.st_mtime_ns}
 
@@ -323,7 +328,7 @@ def streamed_result(release: Release, files: FcosFiles, pinned: tuple[str, ...])
         return None
     try:
         iso = files.downloaded_iso.stat()
-        same = (record.get("pinned") == sorted(fp.upper() for fp in pinned)
+        same = (record.get("pinned") == pinned_record(pinned)
                 and record.get("signature_sha256") == sha256_file(files.downloaded_signature)
                 and record.get("keyring_sha256") == sha256_file(files.keyring)
                 and (record.get("size"), record.get("mtime_ns")) == (iso.st_size, iso.st_mtime_ns))
