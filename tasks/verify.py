@@ -218,6 +218,7 @@ class StreamedCheck:
         self.queue: queue.Queue[bytes | None] = queue.Queue(self.QUEUED_CHUNKS)
         self.process: subprocess.Popen[bytes] | None = None
         self.failed = False
+        self.closing = False  # close() was called: the writer stops whatever the queue holds
         self.writer: threading.Thread | None = None
         self.tmp = tempfile.TemporaryDirectory(prefix="fcos-gpg-")
         home = Path(self.tmp.name)
@@ -239,7 +240,15 @@ class StreamedCheck:
     def _pump(self) -> None:
         assert self.process is not None and self.process.stdin is not None
         stdin = self.process.stdin
-        while (chunk := self.queue.get()) is not None:
+        while not self.closing:
+            try:
+                # Not a plain get(): a Ctrl-C in the main thread midway through a put() can lose the
+                # wakeup, and then close() would wait for this thread forever.
+                chunk = self.queue.get(timeout=WRITER_POLL_SECONDS)
+            except queue.Empty:
+                continue
+            if chunk is None:
+                break
             if self.failed:
                 continue  # drain, so feed() never blocks
             try:
@@ -278,10 +287,10 @@ class StreamedCheck:
 
     def close(self) -> None:
         if self.process is not None:
+            self.closing = True
             if self.process.poll() is None:
-                self.process.kill()
-            if self.writer is not None:  # failed is set: it drains the queue and stops at None
-                self.queue.put(None)
+                self.process.kill()  # a writer blocked on the pipe gets EPIPE
+            if self.writer is not None:  # it sees `closing` within WRITER_POLL_SECONDS
                 self.writer.join()
                 self.writer = None
             self.process.wait()
@@ -295,6 +304,7 @@ class StreamedCheck:
         self.tmp.cleanup()
 
 
+WRITER_POLL_SECONDS = 0.2
 PIPE_BYTES = 1 << 20  # Linux's default cap (fs.pipe-max-size)
 
 

@@ -3,6 +3,7 @@ check only while it covers the files as they are (same pinned keys, signature, k
 
 from __future__ import annotations
 
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -80,3 +81,19 @@ def test_a_bad_signature_while_downloading_gives_no_verdict(site: Site, tmp_path
     whole.feed(data)
     good = whole.finish()
     assert good is not None and good.signer == site.key.fingerprint
+
+
+def test_closing_after_a_lost_wakeup_does_not_hang(site: Site, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ctrl-C during a download: the interrupt can land inside the queue's put(), so the writer
+    thread is never woken; fetch's `finally: close()` must still return (it hung doit for good)."""
+    signature = (site.mirror.root / (site.iso_rel + ".sig")).read_bytes()
+    keyring = tmp_path / "keyring.asc"
+    keyring.write_bytes(site.key.public_armored)
+    check = StreamedCheck(keyring, signature, (site.key.fingerprint,))
+    check.feed(site.iso.read_bytes()[:1000])
+    time.sleep(0.5)  # the writer has written that and waits on the empty queue
+    monkeypatch.setattr(check.queue, "put", lambda *args, **kwargs: None)  # every wakeup lost
+    started = time.monotonic()
+    check.close()
+    assert time.monotonic() - started < 5
+    assert check.writer is None and check.process is None
